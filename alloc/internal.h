@@ -1,0 +1,364 @@
+/* internal.h: gomalloc's table of contents. Every function one file offers another is
+ * declared here under the banner of the file that owns it, next to the few always-inline
+ * helpers the fast paths need. Module-private types and helpers stay in their .c file.
+ * Names follow Go's runtime (mspan, mcache, mcentral, mheap, pageAlloc) so a reader can map
+ * the code to Go's sources; docs/design.md draws the map. */
+#ifndef GM_INTERNAL_H
+#define GM_INTERNAL_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "gomalloc.h"
+
+/* ---- compiler helpers ---- */
+#define gm_likely(x) __builtin_expect(!!(x), 1)
+#define gm_unlikely(x) __builtin_expect(!!(x), 0)
+#define GM_INLINE static inline __attribute__((always_inline))
+#define GM_NOINLINE __attribute__((noinline))
+#define GM_COLD __attribute__((cold, noinline))
+#define GM_NORETURN __attribute__((noreturn))
+#define GM_CACHE_LINE 64
+#define GM_ALIGNED(n) __attribute__((aligned(n)))
+
+/* ---- geometry (Go's numbers: 8 KiB pages, 64 MiB arenas, 512-page chunks) ---- */
+#define GM_PAGE_SHIFT 13
+#define GM_PAGE_SIZE ((size_t)1 << GM_PAGE_SHIFT)
+#define GM_MAX_SMALL_SIZE 32768
+#define GM_NUM_CLASSES GM_NUM_SIZE_CLASSES /* class 0 = large object */
+#define GM_MAX_NELEMS 512                  /* 16-byte class: 8192 / 16 */
+#define GM_ARENA_SHIFT 26
+#define GM_ARENA_SIZE ((size_t)1 << GM_ARENA_SHIFT)
+#define GM_PAGES_PER_ARENA (GM_ARENA_SIZE >> GM_PAGE_SHIFT) /* 8192 */
+#define GM_ADDR_BITS 48
+#define GM_ARENA_L2_ENTRIES ((size_t)1 << (GM_ADDR_BITS - GM_ARENA_SHIFT)) /* 4 Mi */
+#define GM_CHUNK_PAGES 512
+#define GM_CHUNKS_PER_ARENA (GM_PAGES_PER_ARENA / GM_CHUNK_PAGES) /* 16 */
+/* Largest request we try to serve: glibc refuses anything over PTRDIFF_MAX; we also leave
+ * room for page and alignment round-up so size arithmetic never overflows. */
+#define GM_MAX_REQUEST ((size_t)1 << 46)
+
+/* ---- spinlock: test-and-test-and-set, yields the CPU when contended (2-core machines
+ * oversubscribe easily, and a spinning waiter must not starve the holder). ---- */
+typedef struct gm_lock {
+    atomic_int v;
+} gm_lock_t;
+#define GM_LOCK_INIT {0}
+void gm_lock_slow(gm_lock_t *l);
+GM_INLINE void gm_lock(gm_lock_t *l) {
+    if (gm_likely(atomic_exchange_explicit(&l->v, 1, memory_order_acquire) == 0)) return;
+    gm_lock_slow(l);
+}
+GM_INLINE void gm_unlock(gm_lock_t *l) { atomic_store_explicit(&l->v, 0, memory_order_release); }
+/* Used only by the fork child, where the thread that held a lock no longer exists. */
+GM_INLINE void gm_lock_reset(gm_lock_t *l) { atomic_store_explicit(&l->v, 0, memory_order_relaxed); }
+
+/* ==== sizeclasses.c ==== */
+extern const uint16_t gm_class_to_size[GM_NUM_CLASSES];
+extern const uint8_t gm_class_to_npages[GM_NUM_CLASSES];
+extern const uint16_t gm_class_to_nelems[GM_NUM_CLASSES];
+extern const uint32_t gm_class_to_divmagic[GM_NUM_CLASSES];
+extern const uint8_t gm_size_to_class16[GM_MAX_NELEMS / 8 + 1];         /* 1024/16 + 1 = 65 */
+extern const uint8_t gm_size_to_class128[(GM_MAX_SMALL_SIZE - 1024) / 128 + 1]; /* 249 */
+
+/* pre: size <= GM_MAX_SMALL_SIZE. post: the smallest class whose size is >= size (size 0
+ * maps to the 16-byte class). Two table loads, no loop. */
+GM_INLINE unsigned sizeclass_of(size_t size) {
+    if (size <= 1024) return gm_size_to_class16[(size + 15) >> 4];
+    return gm_size_to_class128[(size - 1024 + 127) >> 7];
+}
+
+/* ==== os_linux.c: the only file that calls mmap, munmap, madvise and getrandom. Every
+ * function preserves errno, so the allocator's success paths never disturb it. ==== */
+/* Reserves and maps size bytes aligned to align (a power of two >= the OS page), trying
+ * hint first. Memory is zero, readable and writable, not charged until touched. */
+void *os_reserve(size_t size, size_t align, uintptr_t hint);
+void os_unmap(void *p, size_t size);
+/* Returns the pages to the OS (MADV_DONTNEED by default, so they read back as zero). */
+bool os_release(void *p, size_t size);
+/* Metadata memory (span structs, arena maps): zeroed, never released. */
+void *os_alloc_meta(size_t size);
+void os_write_all(int fd, const char *buf, size_t len);
+void os_random(void *buf, size_t len);
+
+/* ==== print.c: formatting without stdio or malloc ==== */
+typedef struct gm_buf {
+    int fd;
+    size_t len;
+    char data[512];
+} gm_buf;
+void gm_buf_init(gm_buf *b, int fd);
+void gm_buf_flush(gm_buf *b);
+void gm_buf_putn(gm_buf *b, const char *s, size_t n);
+void gm_buf_puts(gm_buf *b, const char *s);
+void gm_buf_putu(gm_buf *b, uint64_t v);
+void gm_buf_puti(gm_buf *b, int64_t v);
+void gm_buf_putx(gm_buf *b, uint64_t v);
+void gm_buf_putu_w(gm_buf *b, uint64_t v, int width);
+
+/* ==== options.c (options.def is the single table) ==== */
+enum gm_stats_mode { GM_STATS_OFF = 0, GM_STATS_TEXT = 1, GM_STATS_JSON = 2 };
+typedef struct gm_options {
+#define GM_OPTION(name, type, def, desc) int64_t name;
+#include "options.def"
+#undef GM_OPTION
+} gm_options_t;
+extern gm_options_t gm_opt;
+/* Parses GOMALLOC from the environment (read from environ directly: no getenv, no
+ * allocation). Unknown keys and bad values get one warning line each. */
+void options_init(void);
+void options_print(int fd);
+
+/* ==== mspan.c ==== */
+enum { MSPAN_DEAD = 0, MSPAN_INUSE = 1 };
+enum { MSPAN_LIST_NONE = 0, MSPAN_LIST_PARTIAL = 1, MSPAN_LIST_FULL = 2 };
+
+/* A run of pages holding objects of one class (or one large object, class 0).
+ * Allocation state follows Go: slots below freeindex are allocated; above it, a slot is
+ * allocated iff its alloc_bits bit is set. While an mcache holds the span (incache), only
+ * that mcache's thread touches freeindex/alloc_cache; other threads' frees into it wait
+ * on the deferred list until the span is handed back to mcentral. */
+typedef struct mspan {
+    struct mspan *next, *prev; /* mcentral partial/full list, or the free-struct list */
+    uintptr_t base;            /* first byte, page aligned */
+    uintptr_t limit;           /* end of the last slot */
+    uint32_t npages;
+    uint32_t elemsize;
+    uint32_t divmagic;         /* (off * divmagic) >> 32 == off / elemsize for off <= span bytes */
+    uint16_t nelems;
+    uint16_t freeindex;
+    uint16_t alloc_count;      /* valid while not incache */
+    uint8_t sizeclass;
+    uint8_t state;
+    uint8_t list;
+    uint8_t incache;
+    uint8_t needzero;          /* some page was written before: calloc must clear */
+    uint8_t large_aligned;     /* large object placed at an alignment above a page */
+    uint64_t alloc_cache;      /* inverted alloc_bits window starting at freeindex */
+    void *deferred;            /* frees that arrived while incache (under mcentral lock) */
+    uint64_t alloc_bits[GM_MAX_NELEMS / 64];
+} mspan;
+
+/* Static span standing for "these pages were freed": the span map points here after a
+ * span dies, so a second free is reported as a double free, not a wild pointer. */
+extern mspan mspan_dead;
+
+void mspan_init_small(mspan *s, unsigned sizeclass);
+void mspan_init_large(mspan *s, size_t npages);
+/* Go's nextFreeIndex: refills alloc_cache as needed. Returns a slot address or NULL when
+ * the span is full. pre: s->incache. */
+void *mspan_next_free(mspan *s);
+/* Folds freeindex back into alloc_bits (Go never needs this: its sweeper rebuilds them).
+ * pre: incache, mcentral lock held. post: alloc_count = popcount(alloc_bits). */
+void mspan_uncache(mspan *s);
+void mspan_cache(mspan *s);
+/* Clears obj's bit. Returns false when it was already clear (a double free). */
+bool mspan_free_slot(mspan *s, void *obj);
+
+GM_INLINE size_t mspan_obj_index(const mspan *s, uintptr_t p) {
+    return (size_t)(((uint64_t)(p - s->base) * s->divmagic) >> 32);
+}
+/* Fast inline variant of the allocCache step: ~8 instructions, no loop. */
+GM_INLINE void *mspan_next_free_fast(mspan *s) {
+    uint64_t cache = s->alloc_cache;
+    if (cache == 0) return NULL;
+    unsigned bit = (unsigned)__builtin_ctzll(cache);
+    unsigned result = s->freeindex + bit;
+    if (result >= s->nelems) return NULL;
+    unsigned next = result + 1;
+    if ((next & 63) == 0 && next != s->nelems) return NULL; /* cache needs a refill */
+    s->alloc_cache = (bit == 63) ? 0 : cache >> (bit + 1);
+    s->freeindex = (uint16_t)next;
+    return (void *)(s->base + (uintptr_t)result * s->elemsize);
+}
+
+/* ==== mheap.c: arenas, the span map, span allocation, large objects ==== */
+typedef struct palloc_chunk palloc_chunk;
+typedef struct heap_arena {
+    mspan *spans[GM_PAGES_PER_ARENA]; /* page -> span; NULL = never used */
+    uintptr_t base;
+    struct palloc_chunk *chunks;      /* GM_CHUNKS_PER_ARENA page bitmaps (pagealloc.c) */
+} heap_arena;
+
+/* L2 arena map over the 48-bit address space (Go's arenas[1][4M]); reserved once with
+ * MAP_NORESERVE and demand-paged, so only entries near the heap cost memory. */
+extern heap_arena **gm_arena_map;
+
+GM_INLINE heap_arena *arena_of(uintptr_t p) {
+    uintptr_t idx = p >> GM_ARENA_SHIFT;
+    if (gm_unlikely(idx >= GM_ARENA_L2_ENTRIES || gm_arena_map == NULL)) return NULL;
+    return gm_arena_map[idx];
+}
+/* O(1) pointer -> span (Go's spanOf): NULL for foreign pointers and never-used pages. */
+GM_INLINE mspan *span_of(uintptr_t p) {
+    heap_arena *ha = arena_of(p);
+    if (ha == NULL) return NULL;
+    return ha->spans[(p >> GM_PAGE_SHIFT) & (GM_PAGES_PER_ARENA - 1)];
+}
+
+extern gm_lock_t gm_heap_lock;
+bool mheap_init(void);
+/* Allocates a span of npages for sizeclass (0 = large), aligned to align_pages pages.
+ * Returns NULL when the OS refuses memory. Takes the heap lock. */
+mspan *mheap_alloc_span(size_t npages, unsigned sizeclass, size_t align_pages);
+void mheap_free_span(mspan *s);
+void mheap_free_span_locked(mspan *s);
+/* Grows or shrinks a large span in place; false when the pages after it are taken. */
+bool mheap_resize_large(mspan *s, size_t npages);
+/* Struct pools for mcache (Go's fixalloc); under the heap lock. */
+void *mheap_alloc_mcache_struct(void);
+void mheap_free_mcache_struct(void *p);
+/* Heap-wide numbers for stats, read under the heap lock. */
+typedef struct mheap_stats {
+    uint64_t heap_sys, heap_inuse, heap_released;
+    uint64_t mspan_inuse, mspan_sys, mcache_inuse, mcache_sys, other_sys;
+    uint64_t arenas;
+    uint64_t large_nmalloc, large_nfree, large_alloc_bytes, large_free_bytes;
+} mheap_stats;
+void mheap_read_stats(mheap_stats *out);
+size_t mheap_release_all(void); /* returns bytes given back to the OS */
+
+/* ==== pagealloc.c: per-page bitmaps (Go's pallocBits + scavenged) in 512-page chunks ==== */
+/* All under the heap lock. */
+size_t pagealloc_chunks_bytes(void);
+bool pagealloc_add_arena(heap_arena *ha);
+/* First-fit run of npages whose start is a multiple of align_pages. Returns the base or 0.
+ * *scav_pages gets how many of the pages were released to the OS (and so are zero). */
+uintptr_t pagealloc_alloc(size_t npages, size_t align_pages, size_t *scav_pages);
+/* Claims exactly [base, base+npages) if every page is free. */
+bool pagealloc_alloc_at(uintptr_t base, size_t npages, size_t *scav_pages);
+void pagealloc_free(uintptr_t base, size_t npages);
+/* Releases every free, unreleased page to the OS. Returns bytes released. */
+size_t pagealloc_scavenge_all(void);
+size_t pagealloc_released_bytes(void);
+
+/* ==== mcentral.c: one per size class, spinlock-protected span lists ==== */
+void mcentral_init(void);
+/* Hands out a span with at least one free slot, marked incache. NULL on OOM. */
+mspan *mcentral_cache_span(unsigned sizeclass);
+/* Takes back a span an mcache is done with (full, or thread exit). */
+void mcentral_uncache_span(mspan *s);
+/* Returns a NULL-terminated list of objects (linked through their first word) to their
+ * spans in one lock hold; empty spans go back to the heap after the lock is dropped. */
+void mcentral_free_list(unsigned sizeclass, void *list);
+void mcentral_lock_all(void);
+void mcentral_unlock_all(void);
+void mcentral_reset_locks(void);
+
+/* ==== mcache.c: per-thread cache ==== */
+typedef struct gm_freelist {
+    void *head;     /* objects freed by this thread, linked through their first word */
+    uint32_t count;
+    uint32_t limit; /* flush half when count reaches it */
+} gm_freelist;
+
+/* Per-thread cache. Only its thread writes it; stats readers read its counters racily
+ * (each counter only grows, and is one aligned word). */
+typedef struct mcache {
+    gm_freelist list[GM_NUM_CLASSES];
+    mspan *alloc[GM_NUM_CLASSES]; /* span being carved, per class */
+    uint64_t nmalloc[GM_NUM_CLASSES]; /* cumulative objects handed out / taken back */
+    uint64_t nfree[GM_NUM_CLASSES];   /* (large objects are counted by mheap) */
+    struct mcache *all_next, *all_prev;
+} mcache;
+
+/* The per-thread pointer: the allocator's only TLS (initial-exec). NULL before the thread's
+ * first call; &mcache_fallback_marker while the cache is being built or after the thread's
+ * exit destructor ran, which routes calls to the shared, locked fallback cache. */
+extern __thread mcache *gm_tls_mcache __attribute__((tls_model("initial-exec")));
+extern mcache mcache_fallback_marker;
+
+void mcache_init_struct(mcache *c);
+/* Slow malloc for small classes: carve from the cached span, or swap it for a new one. */
+void *mcache_refill(mcache *c, unsigned sizeclass);
+/* Moves the older half of the class's free list back to mcentral. */
+void mcache_flush(mcache *c, unsigned sizeclass);
+/* Empties every list and hands every span back (thread exit). */
+void mcache_release_all(mcache *c);
+/* Returns the calling thread's cache, building it on first use; never NULL. When the
+ * thread has no usable cache it returns the fallback cache with *locked set, and the
+ * caller must call mcache_unlock_fallback() when done. */
+mcache *mcache_get_slow(bool *locked);
+void mcache_lock_fallback(void);
+void mcache_unlock_fallback(void);
+void mcache_thread_exit(void *arg);
+void mcache_lock_list(void);
+void mcache_unlock_list(void);
+void mcache_fork_child(void);
+/* Sums counters over live caches plus those retired by exited threads. */
+void mcache_sum_counters(uint64_t nmalloc[GM_NUM_CLASSES], uint64_t nfree[GM_NUM_CLASSES]);
+
+/* ==== stats.c ==== */
+void stats_print_at_exit(void);
+
+/* ==== init.c: process init, fork handlers ==== */
+/* 0 = not started, 1 = heap usable (init in progress), 2 = done. */
+extern atomic_int gm_init_state;
+extern uint64_t gm_cookie; /* random per process: marks freed objects */
+/* Makes the heap usable; returns false if the OS refused the first mappings. */
+bool gm_init_slow(void);
+GM_INLINE bool gm_ensure_init(void) {
+    if (gm_likely(atomic_load_explicit(&gm_init_state, memory_order_acquire) != 0)) return true;
+    return gm_init_slow();
+}
+
+/* ==== malloc.c: entry points and their slow paths ==== */
+GM_NORETURN void gm_fatal(const char *what, const void *ptr);
+void gm_warn_foreign(const char *what, const void *ptr);
+uint64_t gm_foreign_frees(void); /* foreign pointers seen by free/realloc so far */
+void *gm_malloc_slow(size_t size, bool zero);
+void gm_free_slow(void *p);
+size_t gm_usable_size_impl(const void *p);
+
+/* Freed-object marker kept in the second word of every free small object: binds the
+ * per-process cookie to the address, so copied bytes never look like a free object. */
+GM_INLINE uint64_t gm_free_mark(const void *p) { return gm_cookie ^ (uint64_t)(uintptr_t)p; }
+
+/* The malloc fast path, shared by gm_malloc and malloc (override.c): one table lookup,
+ * one TLS load, pop the class's free list. ~14 instructions, one unlikely branch. */
+GM_INLINE void *gm_malloc_inline(size_t size) {
+    mcache *c = gm_tls_mcache;
+    if (gm_likely(size <= 1024 && c != NULL)) {
+        unsigned cl = gm_size_to_class16[(size + 15) >> 4];
+        void **p = (void **)c->list[cl].head;
+        if (gm_likely(p != NULL)) {
+            c->list[cl].head = p[0];
+            c->list[cl].count--;
+            c->nmalloc[cl]++;
+            p[1] = NULL; /* clear the free mark */
+            return p;
+        }
+    }
+    return gm_malloc_slow(size, false);
+}
+
+/* The free fast path: span lookup through the arena map, a slot-boundary check, the
+ * double-free mark check, push onto this thread's list. Anything unusual (large object,
+ * foreign or interior pointer, double free, full list) goes to gm_free_slow. */
+GM_INLINE void gm_free_inline(void *ptr) {
+    uintptr_t p = (uintptr_t)ptr;
+    mcache *c = gm_tls_mcache;
+    mspan *s = span_of(p);
+    if (gm_likely(s != NULL && c != NULL)) {
+        unsigned cl = s->sizeclass;
+        uint64_t off = p - s->base;
+        uint64_t idx = (off * s->divmagic) >> 32;
+        gm_freelist *fl = &c->list[cl];
+        void **o = (void **)ptr;
+        if (gm_likely(cl != 0 && idx * s->elemsize == off && idx < s->nelems &&
+                      fl->count < fl->limit && (uint64_t)(uintptr_t)o[1] != gm_free_mark(ptr))) {
+            o[0] = fl->head;
+            o[1] = (void *)(uintptr_t)gm_free_mark(ptr);
+            fl->head = o;
+            fl->count++;
+            c->nfree[cl]++;
+            return;
+        }
+    }
+    if (ptr != NULL) gm_free_slow(ptr);
+}
+
+#endif /* GM_INTERNAL_H */

@@ -1,0 +1,332 @@
+/* malloc.c: the gm_* entry points with glibc's semantics, and the slow paths behind the
+ * inline fast paths in internal.h: small objects through the thread's mcache, large
+ * objects (> 32 KiB) as their own span, aligned allocation, realloc, and the checks that
+ * turn bad pointers into one clear line (abort for corruption, a warning for foreign
+ * pointers). Failures return NULL with errno ENOMEM and leave the heap untouched. */
+#include "internal.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+/* ---- errors ---- */
+
+void gm_fatal(const char *what, const void *ptr) {
+    gm_buf b;
+    gm_buf_init(&b, STDERR_FILENO);
+    gm_buf_puts(&b, "gomalloc: ");
+    gm_buf_puts(&b, what);
+    gm_buf_puts(&b, " ");
+    gm_buf_putx(&b, (uint64_t)(uintptr_t)ptr);
+    gm_buf_puts(&b, "\n");
+    gm_buf_flush(&b);
+    abort();
+}
+
+static atomic_uint_fast64_t gm_foreign_count;
+
+uint64_t gm_foreign_frees(void) { return atomic_load_explicit(&gm_foreign_count, memory_order_relaxed); }
+
+void gm_warn_foreign(const char *what, const void *ptr) {
+    uint64_t n = atomic_fetch_add_explicit(&gm_foreign_count, 1, memory_order_relaxed);
+    if ((int64_t)n >= gm_opt.foreign_warnings) return;
+    gm_buf b;
+    gm_buf_init(&b, STDERR_FILENO);
+    gm_buf_puts(&b, "gomalloc: ");
+    gm_buf_puts(&b, what);
+    gm_buf_puts(&b, " ignoring pointer ");
+    gm_buf_putx(&b, (uint64_t)(uintptr_t)ptr);
+    gm_buf_puts(&b, " not allocated by gomalloc");
+    if ((int64_t)n + 1 == gm_opt.foreign_warnings) gm_buf_puts(&b, " (further warnings suppressed)");
+    gm_buf_puts(&b, "\n");
+    gm_buf_flush(&b);
+}
+
+/* Finds the span of a pointer the caller says is a live object's start.
+ * post: the span (p is a valid small slot or a large object's base), NULL for a foreign
+ * pointer (after a warning); never returns for a pointer into gomalloc memory that is not
+ * a live object. `fn` names the API call in the message, e.g. "free()". */
+static mspan *check_live(const void *ptr, const char *fn_invalid, const char *fn_double) {
+    uintptr_t p = (uintptr_t)ptr;
+    mspan *s = span_of(p);
+    if (s == NULL) {
+        if (arena_of(p) == NULL) {
+            gm_warn_foreign(fn_invalid, ptr);
+            return NULL;
+        }
+        gm_fatal(fn_invalid, ptr); /* a page of ours that was never handed out */
+    }
+    if (s->state != MSPAN_INUSE) gm_fatal(fn_double, ptr);
+    if (s->sizeclass == 0) {
+        if (p != s->base) gm_fatal(fn_invalid, ptr);
+        return s;
+    }
+    uint64_t off = p - s->base;
+    uint64_t idx = mspan_obj_index(s, p);
+    if (idx * s->elemsize != off || idx >= s->nelems) gm_fatal(fn_invalid, ptr);
+    if ((uint64_t)(uintptr_t)((void *const *)ptr)[1] == gm_free_mark(ptr)) gm_fatal(fn_double, ptr);
+    return s;
+}
+
+#define FREE_INVALID "free(): invalid pointer"
+#define FREE_DOUBLE "free(): double free"
+
+/* ---- small and large allocation ---- */
+
+GM_INLINE mcache *get_cache(bool *locked) {
+    mcache *c = gm_tls_mcache;
+    if (gm_likely(c != NULL && c != &mcache_fallback_marker)) {
+        *locked = false;
+        return c;
+    }
+    return mcache_get_slow(locked);
+}
+
+/* pre: initialized, cl a small class. post: an object with its free mark cleared. */
+static void *alloc_small(unsigned cl) {
+    bool locked;
+    mcache *c = get_cache(&locked);
+    gm_freelist *fl = &c->list[cl];
+    void **p = fl->head;
+    if (p != NULL) {
+        fl->head = p[0];
+        fl->count--;
+        p[1] = NULL;
+        c->nmalloc[cl]++;
+    } else {
+        p = mcache_refill(c, cl);
+    }
+    if (locked) mcache_unlock_fallback();
+    return p;
+}
+
+static void *alloc_large(size_t size, size_t align_pages, bool zero) {
+    size_t npages = (size + GM_PAGE_SIZE - 1) >> GM_PAGE_SHIFT;
+    mspan *s = mheap_alloc_span(npages, 0, align_pages);
+    if (s == NULL) return NULL;
+    if (zero && s->needzero) memset((void *)s->base, 0, size);
+    return (void *)s->base;
+}
+
+GM_NOINLINE void *gm_malloc_slow(size_t size, bool zero) {
+    if (gm_unlikely(!gm_ensure_init())) goto oom;
+    void *p;
+    if (size <= GM_MAX_SMALL_SIZE) {
+        p = alloc_small(sizeclass_of(size));
+        if (p != NULL && zero) memset(p, 0, size);
+    } else {
+        if (size > GM_MAX_REQUEST) goto oom;
+        p = alloc_large(size, 1, zero);
+    }
+    if (p != NULL) return p;
+oom:
+    errno = ENOMEM;
+    return NULL;
+}
+
+/* ---- free ---- */
+
+static void free_small(mspan *s, void *ptr) {
+    unsigned cl = s->sizeclass;
+    bool locked;
+    mcache *c = get_cache(&locked);
+    gm_freelist *fl = &c->list[cl];
+    if (fl->count >= fl->limit) mcache_flush(c, cl);
+    void **o = ptr;
+    o[0] = fl->head;
+    o[1] = (void *)(uintptr_t)gm_free_mark(ptr);
+    fl->head = o;
+    fl->count++;
+    c->nfree[cl]++;
+    if (locked) mcache_unlock_fallback();
+}
+
+GM_NOINLINE void gm_free_slow(void *ptr) {
+    mspan *s = check_live(ptr, FREE_INVALID, FREE_DOUBLE);
+    if (s == NULL) return;
+    if (s->sizeclass == 0) mheap_free_span(s);
+    else free_small(s, ptr);
+}
+
+/* ---- public entry points ---- */
+
+void *gm_malloc(size_t size) { return gm_malloc_inline(size); }
+
+void gm_free(void *ptr) { gm_free_inline(ptr); }
+
+void gm_free_sized(void *ptr, size_t size) {
+    (void)size; /* a hint only: glibc does not check it, and neither do we by default */
+    gm_free_inline(ptr);
+}
+
+void gm_free_aligned_sized(void *ptr, size_t alignment, size_t size) {
+    (void)alignment;
+    (void)size;
+    gm_free_inline(ptr);
+}
+
+void *gm_calloc(size_t count, size_t size) {
+    size_t total;
+    if (gm_unlikely(__builtin_mul_overflow(count, size, &total))) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    if (total > GM_MAX_SMALL_SIZE) return gm_malloc_slow(total, true);
+    void *p = gm_malloc_inline(total);
+    if (p != NULL) memset(p, 0, total);
+    return p;
+}
+
+size_t gm_usable_size_impl(const void *ptr) {
+    if (ptr == NULL) return 0;
+    mspan *s = span_of((uintptr_t)ptr);
+    if (s == NULL || s->state != MSPAN_INUSE) return 0;
+    if (s->sizeclass == 0) return (uintptr_t)ptr == s->base ? (size_t)s->npages << GM_PAGE_SHIFT : 0;
+    uint64_t off = (uintptr_t)ptr - s->base;
+    uint64_t idx = mspan_obj_index(s, (uintptr_t)ptr);
+    if (idx * s->elemsize != off || idx >= s->nelems) return 0;
+    return s->elemsize;
+}
+
+size_t gm_usable_size(const void *ptr) { return gm_usable_size_impl(ptr); }
+
+int gm_owns(const void *ptr) { return arena_of((uintptr_t)ptr) != NULL; }
+
+void *gm_realloc(void *ptr, size_t size) {
+    if (ptr == NULL) return gm_malloc_inline(size);
+    if (size == 0) { /* glibc: free and return NULL, errno untouched */
+        gm_free_inline(ptr);
+        return NULL;
+    }
+    mspan *s = check_live(ptr, "realloc(): invalid pointer", "realloc(): double free");
+    if (s == NULL) {
+        errno = EINVAL;
+        return NULL;
+    }
+    if (size > GM_MAX_REQUEST) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    size_t old;
+    if (s->sizeclass == 0) {
+        old = (size_t)s->npages << GM_PAGE_SHIFT;
+        size_t npages = (size + GM_PAGE_SIZE - 1) >> GM_PAGE_SHIFT;
+        /* Large objects shrink and grow in place when the neighbouring pages allow. */
+        if (npages == s->npages) return ptr;
+        if (npages < s->npages || size > GM_MAX_SMALL_SIZE) {
+            if (mheap_resize_large(s, npages)) return ptr;
+        }
+        if (size <= old) return ptr;
+    } else {
+        old = s->elemsize;
+        if (size <= old) return ptr; /* glibc keeps the pointer when the block still fits */
+    }
+    void *q = gm_malloc_inline(size);
+    if (q == NULL) return NULL;
+    memcpy(q, ptr, old < size ? old : size);
+    gm_free_inline(ptr);
+    return q;
+}
+
+void *gm_reallocarray(void *ptr, size_t count, size_t size) {
+    size_t total;
+    if (__builtin_mul_overflow(count, size, &total)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return gm_realloc(ptr, total);
+}
+
+/* Aligned allocation. Every span starts on an 8 KiB page, so a small class whose size is
+ * a multiple of the alignment gives aligned slots; anything else becomes a large span
+ * placed at the alignment. pre: alignment is a power of two. */
+static void *alloc_aligned(size_t alignment, size_t size) {
+    if (alignment <= 16) return gm_malloc_inline(size);
+    if (size > GM_MAX_REQUEST || alignment > GM_MAX_REQUEST) goto oom;
+    if (!gm_ensure_init()) goto oom;
+    if (alignment <= GM_PAGE_SIZE && size <= GM_MAX_SMALL_SIZE) {
+        for (unsigned cl = sizeclass_of(size); cl < GM_NUM_CLASSES; cl++) {
+            if (gm_class_to_size[cl] % alignment == 0) {
+                void *p = alloc_small(cl);
+                if (p == NULL) goto oom;
+                return p;
+            }
+        }
+    }
+    size_t align_pages = alignment > GM_PAGE_SIZE ? alignment >> GM_PAGE_SHIFT : 1;
+    void *p = alloc_large(size == 0 ? 1 : size, align_pages, false);
+    if (p != NULL) return p;
+oom:
+    errno = ENOMEM;
+    return NULL;
+}
+
+static bool is_pow2(size_t x) { return x != 0 && (x & (x - 1)) == 0; }
+
+void *gm_aligned_alloc(size_t alignment, size_t size) {
+    /* C17 / glibc >= 2.38: any size; a bad alignment is EINVAL. */
+    if (!is_pow2(alignment)) {
+        errno = EINVAL;
+        return NULL;
+    }
+    return alloc_aligned(alignment, size);
+}
+
+int gm_posix_memalign(void **out, size_t alignment, size_t size) {
+    if (alignment % sizeof(void *) != 0 || !is_pow2(alignment / sizeof(void *))) return EINVAL;
+    int saved = errno;
+    void *p = alloc_aligned(alignment, size);
+    if (p == NULL) {
+        errno = saved; /* posix_memalign reports through its return value */
+        return ENOMEM;
+    }
+    *out = p;
+    return 0;
+}
+
+void *gm_memalign(size_t alignment, size_t size) {
+    /* glibc: a non-power-of-two alignment is rounded up; a huge one is EINVAL. */
+    if (alignment > SIZE_MAX / 2 + 1) {
+        errno = EINVAL;
+        return NULL;
+    }
+    if (!is_pow2(alignment)) {
+        size_t a = 1;
+        while (a < alignment) a <<= 1;
+        alignment = a;
+    }
+    return alloc_aligned(alignment, size);
+}
+
+void *gm_valloc(size_t size) { return gm_memalign((size_t)getpagesize(), size); }
+
+void *gm_pvalloc(size_t size) {
+    size_t page = (size_t)getpagesize();
+    size_t rounded;
+    if (__builtin_add_overflow(size, page - 1, &rounded)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    rounded &= ~(page - 1);
+    return gm_memalign(page, rounded == 0 ? page : rounded);
+}
+
+void gm_free_os_memory(void) {
+    if (atomic_load_explicit(&gm_init_state, memory_order_acquire) == 0) return;
+    mheap_release_all();
+}
+
+int gm_is_redirected(void) {
+    /* strdup lives in libc and calls malloc through the global symbol table: if that
+     * lands here, gomalloc is the process's malloc. (If not, the copy is leaked: it came
+     * from a different allocator and this library cannot know how to free it.) */
+    static int cached = -1;
+    if (cached >= 0) return cached;
+    char *(*volatile dup)(const char *) = strdup;
+    char *s = dup("g");
+    if (s == NULL) return 0;
+    cached = gm_owns(s);
+    if (cached) gm_free(s);
+    return cached;
+}

@@ -1,0 +1,192 @@
+/* mcache.c: the per-thread cache (Go's mcache, one per thread instead of per P): a span
+ * per class to carve from, and per class a list of objects this thread freed. Only the
+ * owning thread touches a cache, so nothing here needs a lock or an atomic except the
+ * moments a cache is born, dies, or is summed for stats. Threads without a usable cache
+ * (while theirs is being built, or after their exit destructor ran) share one fallback
+ * cache behind a lock, so malloc and free keep working in any thread state. */
+#include "internal.h"
+
+#include <pthread.h>
+
+__thread mcache *gm_tls_mcache __attribute__((tls_model("initial-exec")));
+mcache mcache_fallback_marker; /* empty lists, zero limits: every fast path misses */
+
+static mcache gm_fallback_cache;
+static gm_lock_t gm_fallback_lock = GM_LOCK_INIT;
+static bool gm_fallback_ready;
+
+/* Every live cache, for stats; plus the counters of caches whose threads exited. */
+static gm_lock_t gm_mcache_list_lock = GM_LOCK_INIT;
+static mcache *gm_all_mcaches;
+static uint64_t gm_retired_nmalloc[GM_NUM_CLASSES], gm_retired_nfree[GM_NUM_CLASSES];
+
+extern pthread_key_t gm_mcache_key;
+
+/* How many freed objects a thread keeps per class before flushing half: up to 64 KiB of
+ * objects, at least 8 and at most 256. Enough to absorb a burst of frees followed by a
+ * burst of mallocs without touching mcentral, small enough that thousands of threads
+ * don't hoard memory. */
+static uint32_t list_limit(unsigned cl) {
+    uint32_t n = (uint32_t)((64u << 10) / gm_class_to_size[cl]);
+    return n < 8 ? 8 : n > 256 ? 256 : n;
+}
+
+void mcache_init_struct(mcache *c) {
+    memset(c, 0, sizeof *c);
+    for (unsigned cl = 1; cl < GM_NUM_CLASSES; cl++) c->list[cl].limit = list_limit(cl);
+}
+
+static void list_add(mcache *c) {
+    gm_lock(&gm_mcache_list_lock);
+    c->all_prev = NULL;
+    c->all_next = gm_all_mcaches;
+    if (gm_all_mcaches) gm_all_mcaches->all_prev = c;
+    gm_all_mcaches = c;
+    gm_unlock(&gm_mcache_list_lock);
+}
+
+static void list_retire(mcache *c) {
+    gm_lock(&gm_mcache_list_lock);
+    if (c->all_prev) c->all_prev->all_next = c->all_next;
+    else gm_all_mcaches = c->all_next;
+    if (c->all_next) c->all_next->all_prev = c->all_prev;
+    for (unsigned cl = 0; cl < GM_NUM_CLASSES; cl++) {
+        gm_retired_nmalloc[cl] += c->nmalloc[cl];
+        gm_retired_nfree[cl] += c->nfree[cl];
+    }
+    gm_unlock(&gm_mcache_list_lock);
+}
+
+void *mcache_refill(mcache *c, unsigned cl) {
+    gm_freelist *fl = &c->list[cl];
+    /* Move a batch from the span to the list so the next mallocs hit the inline path. */
+    unsigned batch = fl->limit / 2;
+    if (batch > 32) batch = 32;
+    for (;;) {
+        mspan *s = c->alloc[cl];
+        if (s != NULL) {
+            void **first = mspan_next_free(s);
+            if (first != NULL) {
+                for (unsigned i = 1; i < batch; i++) {
+                    void **o = mspan_next_free(s);
+                    if (o == NULL) break;
+                    o[0] = fl->head;
+                    o[1] = (void *)(uintptr_t)gm_free_mark(o);
+                    fl->head = o;
+                    fl->count++;
+                }
+                first[1] = NULL;
+                c->nmalloc[cl]++;
+                return first;
+            }
+            c->alloc[cl] = NULL;
+            mcentral_uncache_span(s);
+        }
+        s = mcentral_cache_span(cl);
+        if (s == NULL) return NULL;
+        c->alloc[cl] = s;
+    }
+}
+
+void mcache_flush(mcache *c, unsigned cl) {
+    gm_freelist *fl = &c->list[cl];
+    uint32_t keep = fl->limit / 2;
+    if (fl->count <= keep) return;
+    /* Keep the most recently freed (cache-hot) objects at the head; return the rest. */
+    void **o = fl->head;
+    if (keep == 0) {
+        fl->head = NULL;
+    } else {
+        for (uint32_t i = 1; i < keep; i++) o = o[0];
+        void **rest = o[0];
+        o[0] = NULL;
+        o = rest;
+    }
+    fl->count = keep;
+    mcentral_free_list(cl, o);
+}
+
+void mcache_release_all(mcache *c) {
+    for (unsigned cl = 1; cl < GM_NUM_CLASSES; cl++) {
+        gm_freelist *fl = &c->list[cl];
+        if (fl->head != NULL) {
+            void *list = fl->head;
+            fl->head = NULL;
+            fl->count = 0;
+            mcentral_free_list(cl, list);
+        }
+        if (c->alloc[cl] != NULL) {
+            mspan *s = c->alloc[cl];
+            c->alloc[cl] = NULL;
+            mcentral_uncache_span(s);
+        }
+    }
+}
+
+static mcache *fallback_acquire(bool *locked) {
+    gm_lock(&gm_fallback_lock);
+    if (!gm_fallback_ready) {
+        mcache_init_struct(&gm_fallback_cache);
+        list_add(&gm_fallback_cache);
+        gm_fallback_ready = true;
+    }
+    *locked = true;
+    return &gm_fallback_cache;
+}
+
+void mcache_unlock_fallback(void) { gm_unlock(&gm_fallback_lock); }
+
+mcache *mcache_get_slow(bool *locked) {
+    *locked = false;
+    mcache *c = gm_tls_mcache;
+    if (c != NULL && c != &mcache_fallback_marker) return c;
+    if (c == &mcache_fallback_marker) return fallback_acquire(locked);
+    /* First call on this thread. While the cache is built, any re-entry (from
+     * pthread_setspecific, which may calloc) goes to the fallback cache. */
+    gm_tls_mcache = &mcache_fallback_marker;
+    c = mheap_alloc_mcache_struct();
+    if (c == NULL) return fallback_acquire(locked);
+    mcache_init_struct(c);
+    list_add(c);
+    pthread_setspecific(gm_mcache_key, c);
+    gm_tls_mcache = c;
+    return c;
+}
+
+/* pthread key destructor: returns everything the thread cached. Later calls on this
+ * thread (other destructors, glibc's TLS teardown) use the fallback cache. */
+void mcache_thread_exit(void *arg) {
+    mcache *c = arg;
+    gm_tls_mcache = &mcache_fallback_marker;
+    if (c == NULL || c == &gm_fallback_cache || c == &mcache_fallback_marker) return;
+    mcache_release_all(c);
+    list_retire(c);
+    mheap_free_mcache_struct(c);
+}
+
+void mcache_sum_counters(uint64_t nmalloc[GM_NUM_CLASSES], uint64_t nfree[GM_NUM_CLASSES]) {
+    gm_lock(&gm_mcache_list_lock);
+    for (unsigned cl = 0; cl < GM_NUM_CLASSES; cl++) {
+        nmalloc[cl] = gm_retired_nmalloc[cl];
+        nfree[cl] = gm_retired_nfree[cl];
+    }
+    for (mcache *c = gm_all_mcaches; c != NULL; c = c->all_next) {
+        for (unsigned cl = 0; cl < GM_NUM_CLASSES; cl++) {
+            nmalloc[cl] += __atomic_load_n(&c->nmalloc[cl], __ATOMIC_RELAXED);
+            nfree[cl] += __atomic_load_n(&c->nfree[cl], __ATOMIC_RELAXED);
+        }
+    }
+    gm_unlock(&gm_mcache_list_lock);
+}
+
+void mcache_lock_fallback(void) { gm_lock(&gm_fallback_lock); }
+void mcache_lock_list(void) { gm_lock(&gm_mcache_list_lock); }
+void mcache_unlock_list(void) { gm_unlock(&gm_mcache_list_lock); }
+
+/* In the fork child only the forking thread exists. Other threads' caches keep their
+ * objects (leaked, as in jemalloc: their lists may have been mid-update at fork time)
+ * and stay on the list so the counters remain right. */
+void mcache_fork_child(void) {
+    gm_lock_reset(&gm_mcache_list_lock);
+    gm_lock_reset(&gm_fallback_lock);
+}

@@ -1,0 +1,226 @@
+/* mheap.c: the page heap. Owns the 64 MiB arenas (reserved lazily, MAP_NORESERVE, growing
+ * upward from a fixed hint like Go's arena hints), the arena map that turns any pointer
+ * into its span in O(1), span allocation and release for mcentral and large objects, and
+ * the fixed-size pools for span and mcache structs (Go's fixalloc). One lock, the heap
+ * lock, guards all of it; it is a leaf: nothing here takes another allocator lock. */
+#include "internal.h"
+
+gm_lock_t gm_heap_lock = GM_LOCK_INIT;
+heap_arena **gm_arena_map;
+
+/* Far from the executable (0x55..), brk, the mmap area (0x7f..) and Go's own heap hints
+ * (0xc0_0000_0000), so a cgo program can run both allocators side by side. */
+#define GM_ARENA_HINT ((uintptr_t)0x200000000000ull)
+#define GM_POOL_CHUNK ((size_t)64 << 10)
+
+/* A free list of fixed-size structs carved from 64 KiB metadata chunks. */
+typedef struct fixalloc {
+    void *free;
+    char *chunk;
+    size_t left;
+    size_t size;
+    uint64_t inuse, sys;
+} fixalloc;
+
+static struct {
+    uintptr_t next_hint;
+    fixalloc spans, mcaches;
+    uint64_t heap_sys, heap_inuse, other_sys, arenas;
+    uint64_t large_nmalloc, large_nfree, large_alloc_bytes, large_free_bytes;
+} h;
+
+static void *fixalloc_alloc(fixalloc *f) {
+    void *p = f->free;
+    if (p != NULL) {
+        f->free = *(void **)p;
+    } else {
+        if (f->left < f->size) {
+            f->chunk = os_alloc_meta(GM_POOL_CHUNK);
+            if (f->chunk == NULL) return NULL;
+            f->left = GM_POOL_CHUNK;
+            f->sys += GM_POOL_CHUNK;
+        }
+        p = f->chunk;
+        f->chunk += f->size;
+        f->left -= f->size;
+    }
+    memset(p, 0, f->size);
+    f->inuse += f->size;
+    return p;
+}
+
+static void fixalloc_free(fixalloc *f, void *p) {
+    *(void **)p = f->free;
+    f->free = p;
+    f->inuse -= f->size;
+}
+
+bool mheap_init(void) {
+    /* The L2 arena map covers the whole 48-bit address space: 32 MiB of address space,
+     * of which only the pages around the heap's arenas are ever touched. */
+    gm_arena_map = os_reserve(GM_ARENA_L2_ENTRIES * sizeof(heap_arena *), 4096, 0);
+    if (gm_arena_map == NULL) return false;
+    h.next_hint = GM_ARENA_HINT;
+    h.spans.size = (sizeof(mspan) + 15) & ~(size_t)15;
+    h.mcaches.size = (sizeof(mcache) + 63) & ~(size_t)63;
+    return true;
+}
+
+/* Reserves enough 64 MiB arenas for npages, contiguously, and hands them to the page
+ * allocator. pre: heap lock held. */
+static bool mheap_grow(size_t npages) {
+    size_t bytes = ((npages << GM_PAGE_SHIFT) + GM_ARENA_SIZE - 1) & ~(GM_ARENA_SIZE - 1);
+    if (bytes == 0 || bytes > GM_MAX_REQUEST * 2) return false;
+    uint8_t *base = os_reserve(bytes, GM_ARENA_SIZE, h.next_hint);
+    if (base == NULL) return false;
+    size_t narenas = bytes / GM_ARENA_SIZE;
+    size_t meta = sizeof(heap_arena) + pagealloc_chunks_bytes();
+    for (size_t i = 0; i < narenas; i++) {
+        heap_arena *ha = os_alloc_meta(meta);
+        if (ha == NULL) {
+            /* Arenas already registered stay; give back the rest of the reservation. */
+            os_unmap(base + i * GM_ARENA_SIZE, bytes - i * GM_ARENA_SIZE);
+            return false;
+        }
+        ha->base = (uintptr_t)base + i * GM_ARENA_SIZE;
+        ha->chunks = (palloc_chunk *)(ha + 1);
+        if (!pagealloc_add_arena(ha)) {
+            os_unmap(base + i * GM_ARENA_SIZE, bytes - i * GM_ARENA_SIZE);
+            return false;
+        }
+        atomic_store_explicit((_Atomic(heap_arena *) *)&gm_arena_map[ha->base >> GM_ARENA_SHIFT], ha,
+                              memory_order_release);
+        h.other_sys += meta;
+        h.heap_sys += GM_ARENA_SIZE;
+        h.arenas++;
+    }
+    h.next_hint = (uintptr_t)base + bytes;
+    return true;
+}
+
+static void set_span_map(uintptr_t base, size_t npages, mspan *s) {
+    for (size_t i = 0; i < npages; i++) {
+        uintptr_t p = base + (i << GM_PAGE_SHIFT);
+        arena_of(p)->spans[(p >> GM_PAGE_SHIFT) & (GM_PAGES_PER_ARENA - 1)] = s;
+    }
+}
+
+mspan *mheap_alloc_span(size_t npages, unsigned sizeclass, size_t align_pages) {
+    gm_lock(&gm_heap_lock);
+    mspan *s = fixalloc_alloc(&h.spans);
+    if (s == NULL) goto fail;
+    size_t scav = 0;
+    uintptr_t base = pagealloc_alloc(npages, align_pages, &scav);
+    if (base == 0) {
+        if (!mheap_grow(npages + align_pages)) goto fail_span;
+        base = pagealloc_alloc(npages, align_pages, &scav);
+        if (base == 0) goto fail_span;
+    }
+    s->base = base;
+    s->npages = (uint32_t)npages;
+    s->needzero = scav != npages;
+    if (sizeclass != 0) {
+        mspan_init_small(s, sizeclass);
+    } else {
+        mspan_init_large(s, npages);
+        h.large_nmalloc++;
+        h.large_alloc_bytes += npages << GM_PAGE_SHIFT;
+    }
+    s->state = MSPAN_INUSE;
+    set_span_map(base, npages, s);
+    h.heap_inuse += npages << GM_PAGE_SHIFT;
+    gm_unlock(&gm_heap_lock);
+    return s;
+fail_span:
+    fixalloc_free(&h.spans, s);
+fail:
+    gm_unlock(&gm_heap_lock);
+    return NULL;
+}
+
+void mheap_free_span_locked(mspan *s) {
+    size_t npages = s->npages;
+    if (s->sizeclass == 0) {
+        h.large_nfree++;
+        h.large_free_bytes += npages << GM_PAGE_SHIFT;
+    }
+    /* Pages of a dead span point at mspan_dead, so a later free through them is reported
+     * as a double free rather than as a wild pointer. */
+    set_span_map(s->base, npages, &mspan_dead);
+    pagealloc_free(s->base, npages);
+    h.heap_inuse -= npages << GM_PAGE_SHIFT;
+    s->state = MSPAN_DEAD;
+    fixalloc_free(&h.spans, s);
+}
+
+void mheap_free_span(mspan *s) {
+    gm_lock(&gm_heap_lock);
+    mheap_free_span_locked(s);
+    gm_unlock(&gm_heap_lock);
+}
+
+bool mheap_resize_large(mspan *s, size_t npages) {
+    bool ok = true;
+    gm_lock(&gm_heap_lock);
+    size_t old = s->npages;
+    if (npages < old) {
+        uintptr_t tail = s->base + (npages << GM_PAGE_SHIFT);
+        set_span_map(tail, old - npages, &mspan_dead);
+        pagealloc_free(tail, old - npages);
+        h.heap_inuse -= (old - npages) << GM_PAGE_SHIFT;
+        h.large_free_bytes += (old - npages) << GM_PAGE_SHIFT;
+    } else if (npages > old) {
+        size_t scav;
+        uintptr_t end = s->base + (old << GM_PAGE_SHIFT);
+        ok = pagealloc_alloc_at(end, npages - old, &scav);
+        if (ok) {
+            set_span_map(end, npages - old, s);
+            h.heap_inuse += (npages - old) << GM_PAGE_SHIFT;
+            h.large_alloc_bytes += (npages - old) << GM_PAGE_SHIFT;
+        }
+    }
+    if (ok) {
+        s->npages = (uint32_t)npages;
+        s->limit = s->base + (npages << GM_PAGE_SHIFT);
+    }
+    gm_unlock(&gm_heap_lock);
+    return ok;
+}
+
+void *mheap_alloc_mcache_struct(void) {
+    gm_lock(&gm_heap_lock);
+    void *p = fixalloc_alloc(&h.mcaches);
+    gm_unlock(&gm_heap_lock);
+    return p;
+}
+
+void mheap_free_mcache_struct(void *p) {
+    gm_lock(&gm_heap_lock);
+    fixalloc_free(&h.mcaches, p);
+    gm_unlock(&gm_heap_lock);
+}
+
+void mheap_read_stats(mheap_stats *out) {
+    gm_lock(&gm_heap_lock);
+    out->heap_sys = h.heap_sys;
+    out->heap_inuse = h.heap_inuse;
+    out->heap_released = pagealloc_released_bytes();
+    out->mspan_inuse = h.spans.inuse;
+    out->mspan_sys = h.spans.sys;
+    out->mcache_inuse = h.mcaches.inuse;
+    out->mcache_sys = h.mcaches.sys;
+    out->other_sys = h.other_sys;
+    out->arenas = h.arenas;
+    out->large_nmalloc = h.large_nmalloc;
+    out->large_nfree = h.large_nfree;
+    out->large_alloc_bytes = h.large_alloc_bytes;
+    out->large_free_bytes = h.large_free_bytes;
+    gm_unlock(&gm_heap_lock);
+}
+
+size_t mheap_release_all(void) {
+    gm_lock(&gm_heap_lock);
+    size_t n = pagealloc_scavenge_all();
+    gm_unlock(&gm_heap_lock);
+    return n;
+}

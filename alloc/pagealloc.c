@@ -1,0 +1,275 @@
+/* pagealloc.c: which 8 KiB pages of the heap are in use and which were released to the
+ * OS: Go's pallocBits + scavenged bitmaps in chunks of 512 pages (4 MiB), each with a
+ * (start, max, end) free-run summary. Allocation is address-ordered first fit, as in Go,
+ * so low addresses are reused first and the scavenger can work from the top.
+ * Everything here runs under the heap lock; nothing here maps memory except metadata.
+ * Simplification against Go: summaries are one level (per chunk) scanned linearly from a
+ * search hint, instead of Go's 5-level radix tree; docs/design.md says when that matters. */
+#include "internal.h"
+
+#define CHUNK_WORDS (GM_CHUNK_PAGES / 64)
+#define CHUNK_BYTES ((uintptr_t)GM_CHUNK_PAGES << GM_PAGE_SHIFT)
+
+struct palloc_chunk {
+    uint64_t alloc[CHUNK_WORDS]; /* 1 = page in use */
+    uint64_t scav[CHUNK_WORDS];  /* 1 = page released to the OS (reads back as zero) */
+    uint16_t start, max, end;    /* free-run lengths: at the start, longest, at the end */
+    uint16_t nfree;
+};
+
+static struct {
+    heap_arena **arenas; /* sorted by base address */
+    size_t narenas, cap;
+    size_t hint;         /* global chunk index below which every chunk is full */
+    size_t released_pages;
+    size_t meta_bytes;
+} pa;
+
+size_t pagealloc_chunks_bytes(void) { return GM_CHUNKS_PER_ARENA * sizeof(palloc_chunk); }
+size_t pagealloc_released_bytes(void) { return pa.released_pages << GM_PAGE_SHIFT; }
+
+/* ---- bit helpers over a chunk's 512-bit maps ---- */
+
+/* First index >= i whose bit equals `want`, or GM_CHUNK_PAGES. */
+static unsigned next_bit(const uint64_t *bits, unsigned i, bool want) {
+    while (i < GM_CHUNK_PAGES) {
+        uint64_t w = bits[i / 64];
+        if (!want) w = ~w;
+        w &= ~(uint64_t)0 << (i % 64);
+        if (w) return (i & ~63u) + (unsigned)__builtin_ctzll(w);
+        i = (i & ~63u) + 64;
+    }
+    return GM_CHUNK_PAGES;
+}
+
+static void set_bits(uint64_t *bits, unsigned i, unsigned n, bool on) {
+    while (n > 0) {
+        unsigned off = i % 64, k = 64 - off < n ? 64 - off : n;
+        uint64_t m = (k == 64 ? ~(uint64_t)0 : (((uint64_t)1 << k) - 1)) << off;
+        if (on) bits[i / 64] |= m;
+        else bits[i / 64] &= ~m;
+        i += k;
+        n -= k;
+    }
+}
+
+static unsigned count_bits(const uint64_t *bits, unsigned i, unsigned n) {
+    unsigned c = 0;
+    while (n > 0) {
+        unsigned off = i % 64, k = 64 - off < n ? 64 - off : n;
+        uint64_t m = (k == 64 ? ~(uint64_t)0 : (((uint64_t)1 << k) - 1)) << off;
+        c += (unsigned)__builtin_popcountll(bits[i / 64] & m);
+        i += k;
+        n -= k;
+    }
+    return c;
+}
+
+static void summarize(palloc_chunk *c) {
+    unsigned used = 0, max = 0, i = 0;
+    for (unsigned w = 0; w < CHUNK_WORDS; w++) used += (unsigned)__builtin_popcountll(c->alloc[w]);
+    c->nfree = (uint16_t)(GM_CHUNK_PAGES - used);
+    c->start = (uint16_t)next_bit(c->alloc, 0, true);
+    while (i < GM_CHUNK_PAGES) {
+        unsigned f = next_bit(c->alloc, i, false);
+        if (f >= GM_CHUNK_PAGES) break;
+        unsigned u = next_bit(c->alloc, f, true);
+        if (u - f > max) max = u - f;
+        i = u;
+    }
+    /* end run: free pages after the last used page */
+    unsigned end = GM_CHUNK_PAGES;
+    if (c->nfree != GM_CHUNK_PAGES) {
+        for (int w = CHUNK_WORDS - 1; w >= 0; w--) {
+            if (c->alloc[w]) {
+                unsigned top = (unsigned)w * 64 + 63 - (unsigned)__builtin_clzll(c->alloc[w]);
+                end = GM_CHUNK_PAGES - 1 - top;
+                break;
+            }
+        }
+    }
+    c->end = (uint16_t)end;
+    c->max = (uint16_t)max;
+}
+
+/* ---- chunk addressing ---- */
+
+static size_t nchunks(void) { return pa.narenas * GM_CHUNKS_PER_ARENA; }
+
+static palloc_chunk *chunk_at(size_t ci, uintptr_t *base) {
+    heap_arena *ha = pa.arenas[ci / GM_CHUNKS_PER_ARENA];
+    size_t j = ci % GM_CHUNKS_PER_ARENA;
+    if (base) *base = ha->base + j * CHUNK_BYTES;
+    return &ha->chunks[j];
+}
+
+static palloc_chunk *chunk_of(uintptr_t addr, unsigned *page) {
+    heap_arena *ha = arena_of(addr);
+    size_t j = (addr - ha->base) / CHUNK_BYTES;
+    *page = (unsigned)((addr >> GM_PAGE_SHIFT) & (GM_CHUNK_PAGES - 1));
+    return &ha->chunks[j];
+}
+
+static size_t chunk_index_of(uintptr_t addr) {
+    heap_arena *ha = arena_of(addr);
+    size_t lo = 0, hi = pa.narenas;
+    while (lo < hi) { /* binary search: arenas are sorted */
+        size_t mid = (lo + hi) / 2;
+        if (pa.arenas[mid]->base < ha->base) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo * GM_CHUNKS_PER_ARENA + (addr - ha->base) / CHUNK_BYTES;
+}
+
+bool pagealloc_add_arena(heap_arena *ha) {
+    if (pa.narenas == pa.cap) {
+        size_t ncap = pa.cap ? pa.cap * 2 : 64;
+        heap_arena **n = os_alloc_meta(ncap * sizeof *n);
+        if (n == NULL) return false;
+        if (pa.narenas) memcpy(n, pa.arenas, pa.narenas * sizeof *n);
+        /* The old array is leaked on purpose: it is tiny and metadata is never unmapped. */
+        pa.meta_bytes += ncap * sizeof *n;
+        pa.arenas = n;
+        pa.cap = ncap;
+    }
+    size_t i = pa.narenas;
+    while (i > 0 && pa.arenas[i - 1]->base > ha->base) {
+        pa.arenas[i] = pa.arenas[i - 1];
+        i--;
+    }
+    pa.arenas[i] = ha;
+    pa.narenas++;
+    /* New memory has never been touched: every page counts as released, as in Go. */
+    for (size_t j = 0; j < GM_CHUNKS_PER_ARENA; j++) {
+        palloc_chunk *c = &ha->chunks[j];
+        memset(c->alloc, 0, sizeof c->alloc);
+        memset(c->scav, 0xff, sizeof c->scav);
+        summarize(c);
+    }
+    pa.released_pages += GM_PAGES_PER_ARENA;
+    if (i * GM_CHUNKS_PER_ARENA <= pa.hint) pa.hint = i * GM_CHUNKS_PER_ARENA;
+    else if (pa.hint >= nchunks() - GM_CHUNKS_PER_ARENA) pa.hint = i * GM_CHUNKS_PER_ARENA;
+    return true;
+}
+
+/* First free run of npages in chunk c (address order), or GM_CHUNK_PAGES. */
+static unsigned chunk_find(const palloc_chunk *c, size_t npages) {
+    unsigned i = 0;
+    while (i < GM_CHUNK_PAGES) {
+        unsigned f = next_bit(c->alloc, i, false);
+        if (f >= GM_CHUNK_PAGES) break;
+        unsigned u = next_bit(c->alloc, f, true);
+        if (u - f >= npages) return f;
+        i = u;
+    }
+    return GM_CHUNK_PAGES;
+}
+
+/* Address-ordered first fit over the chunk summaries; runs may cross chunk and arena
+ * boundaries when the memory is contiguous. Returns the run's base or 0. */
+static uintptr_t find(size_t npages) {
+    size_t n = nchunks();
+    while (pa.hint < n && chunk_at(pa.hint, NULL)->nfree == 0) pa.hint++;
+    size_t run = 0;
+    uintptr_t run_start = 0, prev_end = 0;
+    for (size_t ci = pa.hint; ci < n; ci++) {
+        uintptr_t base;
+        palloc_chunk *c = chunk_at(ci, &base);
+        if (base != prev_end) run = 0;
+        prev_end = base + CHUNK_BYTES;
+        if (run > 0 && run + c->start >= npages) return run_start;
+        if (c->max >= npages) return base + ((uintptr_t)chunk_find(c, npages) << GM_PAGE_SHIFT);
+        if (c->nfree == GM_CHUNK_PAGES) {
+            if (run == 0) run_start = base;
+            run += GM_CHUNK_PAGES;
+            if (run >= npages) return run_start;
+        } else {
+            run = c->end;
+            run_start = base + ((uintptr_t)(GM_CHUNK_PAGES - c->end) << GM_PAGE_SHIFT);
+        }
+    }
+    return 0;
+}
+
+/* Marks [base, base+npages) in use; returns how many of those pages were released. */
+static size_t alloc_range(uintptr_t base, size_t npages) {
+    size_t scav = 0;
+    while (npages > 0) {
+        unsigned pg;
+        palloc_chunk *c = chunk_of(base, &pg);
+        unsigned k = GM_CHUNK_PAGES - pg < npages ? GM_CHUNK_PAGES - pg : (unsigned)npages;
+        scav += count_bits(c->scav, pg, k);
+        set_bits(c->alloc, pg, k, true);
+        set_bits(c->scav, pg, k, false);
+        summarize(c);
+        base += (uintptr_t)k << GM_PAGE_SHIFT;
+        npages -= k;
+    }
+    pa.released_pages -= scav;
+    return scav;
+}
+
+uintptr_t pagealloc_alloc(size_t npages, size_t align_pages, size_t *scav_pages) {
+    if (align_pages < 1) align_pages = 1;
+    uintptr_t base = find(npages + align_pages - 1);
+    if (base == 0) return 0;
+    uintptr_t align = (uintptr_t)align_pages << GM_PAGE_SHIFT;
+    base = (base + align - 1) & ~(align - 1);
+    *scav_pages = alloc_range(base, npages);
+    return base;
+}
+
+bool pagealloc_alloc_at(uintptr_t base, size_t npages, size_t *scav_pages) {
+    /* Check every page is in the heap and free before claiming any. */
+    uintptr_t a = base;
+    size_t left = npages;
+    while (left > 0) {
+        if (arena_of(a) == NULL) return false;
+        unsigned pg;
+        palloc_chunk *c = chunk_of(a, &pg);
+        unsigned k = GM_CHUNK_PAGES - pg < left ? GM_CHUNK_PAGES - pg : (unsigned)left;
+        if (count_bits(c->alloc, pg, k) != 0) return false;
+        a += (uintptr_t)k << GM_PAGE_SHIFT;
+        left -= k;
+    }
+    *scav_pages = alloc_range(base, npages);
+    return true;
+}
+
+void pagealloc_free(uintptr_t base, size_t npages) {
+    size_t ci = chunk_index_of(base);
+    if (ci < pa.hint) pa.hint = ci;
+    while (npages > 0) {
+        unsigned pg;
+        palloc_chunk *c = chunk_of(base, &pg);
+        unsigned k = GM_CHUNK_PAGES - pg < npages ? GM_CHUNK_PAGES - pg : (unsigned)npages;
+        set_bits(c->alloc, pg, k, false);
+        summarize(c);
+        base += (uintptr_t)k << GM_PAGE_SHIFT;
+        npages -= k;
+    }
+}
+
+size_t pagealloc_scavenge_all(void) {
+    size_t released = 0;
+    for (size_t ci = 0; ci < nchunks(); ci++) {
+        uintptr_t base;
+        palloc_chunk *c = chunk_at(ci, &base);
+        if (c->nfree == 0) continue;
+        uint64_t busy[CHUNK_WORDS]; /* 1 = in use or already released */
+        for (unsigned w = 0; w < CHUNK_WORDS; w++) busy[w] = c->alloc[w] | c->scav[w];
+        unsigned i = 0;
+        while (i < GM_CHUNK_PAGES) {
+            unsigned f = next_bit(busy, i, false);
+            if (f >= GM_CHUNK_PAGES) break;
+            unsigned u = next_bit(busy, f, true);
+            if (os_release((void *)(base + ((uintptr_t)f << GM_PAGE_SHIFT)), (size_t)(u - f) << GM_PAGE_SHIFT)) {
+                set_bits(c->scav, f, u - f, true);
+                released += u - f;
+            }
+            i = u;
+        }
+    }
+    pa.released_pages += released;
+    return released << GM_PAGE_SHIFT;
+}
