@@ -76,7 +76,7 @@ static mspan *check_live(const void *ptr, const char *fn_invalid, const char *fn
 
 GM_INLINE mcache *get_cache(bool *locked) {
     mcache *c = gm_tls_mcache;
-    if (gm_likely(c != NULL && c != &mcache_fallback_marker)) {
+    if (gm_likely(c != &mcache_new_marker && c != &mcache_fallback_marker)) {
         *locked = false;
         return c;
     }
@@ -91,7 +91,7 @@ static void *alloc_small(unsigned cl) {
     void **p = fl->head;
     if (p != NULL) {
         fl->head = p[0];
-        fl->count--;
+        fl->room++;
         p[1] = NULL;
         c->nmalloc[cl]++;
     } else {
@@ -132,12 +132,12 @@ static void free_small(mspan *s, void *ptr) {
     bool locked;
     mcache *c = get_cache(&locked);
     gm_freelist *fl = &c->list[cl];
-    if (fl->count >= fl->limit) mcache_flush(c, cl);
+    if (fl->room == 0) mcache_flush(c, cl);
     void **o = ptr;
     o[0] = fl->head;
     o[1] = (void *)(uintptr_t)gm_free_mark(ptr);
     fl->head = o;
-    fl->count++;
+    fl->room--;
     c->nfree[cl]++;
     if (locked) mcache_unlock_fallback();
 }

@@ -8,8 +8,8 @@
 
 #include <pthread.h>
 
-__thread mcache *gm_tls_mcache __attribute__((tls_model("initial-exec")));
-mcache mcache_fallback_marker; /* empty lists, zero limits: every fast path misses */
+mcache mcache_new_marker, mcache_fallback_marker; /* empty lists, zero limits */
+__thread mcache *gm_tls_mcache __attribute__((tls_model("initial-exec"))) = &mcache_new_marker;
 
 static mcache gm_fallback_cache;
 static gm_lock_t gm_fallback_lock = GM_LOCK_INIT;
@@ -33,7 +33,7 @@ static uint32_t list_limit(unsigned cl) {
 
 void mcache_init_struct(mcache *c) {
     memset(c, 0, sizeof *c);
-    for (unsigned cl = 1; cl < GM_NUM_CLASSES; cl++) c->list[cl].limit = list_limit(cl);
+    for (unsigned cl = 1; cl < GM_NUM_CLASSES; cl++) c->list[cl].room = c->list[cl].limit = list_limit(cl);
 }
 
 static void list_add(mcache *c) {
@@ -73,7 +73,7 @@ void *mcache_refill(mcache *c, unsigned cl) {
                     o[0] = fl->head;
                     o[1] = (void *)(uintptr_t)gm_free_mark(o);
                     fl->head = o;
-                    fl->count++;
+                    fl->room--;
                 }
                 first[1] = NULL;
                 c->nmalloc[cl]++;
@@ -91,7 +91,7 @@ void *mcache_refill(mcache *c, unsigned cl) {
 void mcache_flush(mcache *c, unsigned cl) {
     gm_freelist *fl = &c->list[cl];
     uint32_t keep = fl->limit / 2;
-    if (fl->count <= keep) return;
+    if (fl->limit - fl->room <= keep) return;
     /* Keep the most recently freed (cache-hot) objects at the head; return the rest. */
     void **o = fl->head;
     if (keep == 0) {
@@ -102,7 +102,7 @@ void mcache_flush(mcache *c, unsigned cl) {
         o[0] = NULL;
         o = rest;
     }
-    fl->count = keep;
+    fl->room = fl->limit - keep;
     mcentral_free_list(cl, o);
 }
 
@@ -112,7 +112,7 @@ void mcache_release_all(mcache *c) {
         if (fl->head != NULL) {
             void *list = fl->head;
             fl->head = NULL;
-            fl->count = 0;
+            fl->room = fl->limit;
             mcentral_free_list(cl, list);
         }
         if (c->alloc[cl] != NULL) {
@@ -139,8 +139,8 @@ void mcache_unlock_fallback(void) { gm_unlock(&gm_fallback_lock); }
 mcache *mcache_get_slow(bool *locked) {
     *locked = false;
     mcache *c = gm_tls_mcache;
-    if (c != NULL && c != &mcache_fallback_marker) return c;
     if (c == &mcache_fallback_marker) return fallback_acquire(locked);
+    if (c != &mcache_new_marker) return c;
     /* First call on this thread. While the cache is built, any re-entry (from
      * pthread_setspecific, which may calloc) goes to the fallback cache. */
     gm_tls_mcache = &mcache_fallback_marker;
@@ -158,7 +158,7 @@ mcache *mcache_get_slow(bool *locked) {
 void mcache_thread_exit(void *arg) {
     mcache *c = arg;
     gm_tls_mcache = &mcache_fallback_marker;
-    if (c == NULL || c == &gm_fallback_cache || c == &mcache_fallback_marker) return;
+    if (c == NULL || c == &gm_fallback_cache || c == &mcache_fallback_marker || c == &mcache_new_marker) return;
     mcache_release_all(c);
     list_retire(c);
     mheap_free_mcache_struct(c);

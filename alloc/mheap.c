@@ -6,7 +6,7 @@
 #include "internal.h"
 
 gm_lock_t gm_heap_lock = GM_LOCK_INIT;
-heap_arena **gm_arena_map;
+heap_arena *gm_arena_map[GM_ARENA_L2_ENTRIES];
 
 /* Far from the executable (0x55..), brk, the mmap area (0x7f..) and Go's own heap hints
  * (0xc0_0000_0000), so a cgo program can run both allocators side by side. */
@@ -56,10 +56,6 @@ static void fixalloc_free(fixalloc *f, void *p) {
 }
 
 bool mheap_init(void) {
-    /* The L2 arena map covers the whole 48-bit address space: 32 MiB of address space,
-     * of which only the pages around the heap's arenas are ever touched. */
-    gm_arena_map = os_reserve(GM_ARENA_L2_ENTRIES * sizeof(heap_arena *), 4096, 0);
-    if (gm_arena_map == NULL) return false;
     h.next_hint = GM_ARENA_HINT;
     h.spans.size = (sizeof(mspan) + 15) & ~(size_t)15;
     h.mcaches.size = (sizeof(mcache) + 63) & ~(size_t)63;

@@ -3,7 +3,8 @@
  * own the locking (the caching thread for incache spans, the mcentral lock otherwise). */
 #include "internal.h"
 
-mspan mspan_dead = {.state = MSPAN_DEAD, .sizeclass = 0};
+/* nelems 0 makes every slot check fail, so the free fast path never accepts it. */
+mspan mspan_dead = {.state = MSPAN_DEAD, .sizeclass = 0, .nelems = 0};
 
 void mspan_init_small(mspan *s, unsigned sizeclass) {
     s->sizeclass = (uint8_t)sizeclass;
