@@ -83,6 +83,7 @@ bool os_release(void *p, size_t size);
 void *os_alloc_meta(size_t size);
 void os_write_all(int fd, const char *buf, size_t len);
 void os_random(void *buf, size_t len);
+size_t os_physical_memory(void);
 
 /* ==== print.c: formatting without stdio or malloc ==== */
 typedef struct gm_buf {

@@ -24,6 +24,7 @@ typedef struct fixalloc {
 
 static struct {
     uintptr_t next_hint;
+    size_t max_grow; /* no single growth beyond RAM + swap (glibc's mmap would refuse it) */
     fixalloc spans, mcaches;
     uint64_t heap_sys, heap_inuse, other_sys, arenas;
     uint64_t large_nmalloc, large_nfree, large_alloc_bytes, large_free_bytes;
@@ -57,6 +58,8 @@ static void fixalloc_free(fixalloc *f, void *p) {
 
 bool mheap_init(void) {
     h.next_hint = GM_ARENA_HINT;
+    h.max_grow = os_physical_memory();
+    if (h.max_grow == 0 || h.max_grow > GM_MAX_REQUEST) h.max_grow = GM_MAX_REQUEST;
     h.spans.size = (sizeof(mspan) + 15) & ~(size_t)15;
     h.mcaches.size = (sizeof(mcache) + 63) & ~(size_t)63;
     return true;
@@ -66,7 +69,7 @@ bool mheap_init(void) {
  * allocator. pre: heap lock held. */
 static bool mheap_grow(size_t npages) {
     size_t bytes = ((npages << GM_PAGE_SHIFT) + GM_ARENA_SIZE - 1) & ~(GM_ARENA_SIZE - 1);
-    if (bytes == 0 || bytes > GM_MAX_REQUEST * 2) return false;
+    if (bytes == 0 || bytes > h.max_grow + GM_ARENA_SIZE) return false;
     uint8_t *base = os_reserve(bytes, GM_ARENA_SIZE, h.next_hint);
     if (base == NULL) return false;
     size_t narenas = bytes / GM_ARENA_SIZE;

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <sys/sysinfo.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -106,4 +107,16 @@ void os_random(void *buf, size_t len) {
         }
     }
     errno = saved;
+}
+
+/* RAM + swap in bytes (0 if unknown). Under Linux's default overcommit heuristic a single
+ * mapping larger than this fails; gomalloc's arenas are MAP_NORESERVE, which skips that
+ * check, so the heap applies the same bound itself (see mheap.c). */
+size_t os_physical_memory(void) {
+    int saved = errno;
+    struct sysinfo si;
+    size_t total = 0;
+    if (sysinfo(&si) == 0) total = ((size_t)si.totalram + (size_t)si.totalswap) * si.mem_unit;
+    errno = saved;
+    return total;
 }
