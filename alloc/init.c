@@ -40,6 +40,7 @@ bool gm_init_slow(void) {
     bool ok = true;
     if (atomic_load_explicit(&gm_init_state, memory_order_acquire) == 0) {
         options_init();
+        stats_init();
         os_random(&gm_cookie, sizeof gm_cookie);
         gm_cookie |= 1; /* never 0, so a zeroed word is never a free mark */
         mcentral_init();

@@ -84,6 +84,7 @@ void *os_alloc_meta(size_t size);
 void os_write_all(int fd, const char *buf, size_t len);
 void os_random(void *buf, size_t len);
 size_t os_physical_memory(void);
+int os_dup_high(int fd);
 
 /* ==== print.c: formatting without stdio or malloc ==== */
 typedef struct gm_buf {
@@ -161,6 +162,16 @@ bool mspan_free_slot(mspan *s, void *obj);
 
 GM_INLINE size_t mspan_obj_index(const mspan *s, uintptr_t p) {
     return (size_t)(((uint64_t)(p - s->base) * s->divmagic) >> 32);
+}
+/* True when p is the start of one of the span's slots. With magic = ceil(2^32 / size),
+ * off * magic = idx * 2^32 + idx * e + rem * magic (e = magic * size - 2^32 <= size), so
+ * the low 32 bits are below magic exactly when rem == 0, as long as nelems * size and
+ * size stay small against magic (true for every class: tests/test_sizeclasses.c checks
+ * all offsets). One multiply, no division; large spans and mspan_dead have magic 0, so
+ * they never pass. */
+GM_INLINE bool mspan_is_slot(const mspan *s, uintptr_t p) {
+    uint64_t prod = (uint64_t)(p - s->base) * s->divmagic;
+    return (uint32_t)prod < s->divmagic && p < s->limit;
 }
 /* Fast inline variant of the allocCache step: ~8 instructions, no loop. */
 GM_INLINE void *mspan_next_free_fast(mspan *s) {
@@ -297,7 +308,7 @@ void mcache_fork_child(void);
 void mcache_sum_counters(uint64_t nmalloc[GM_NUM_CLASSES], uint64_t nfree[GM_NUM_CLASSES]);
 
 /* ==== stats.c ==== */
-void stats_print_at_exit(void);
+void stats_init(void); /* pre: options parsed */
 
 /* ==== init.c: process init, fork handlers ==== */
 /* 0 = not started, 1 = heap usable (init in progress), 2 = done. */
@@ -343,25 +354,22 @@ GM_INLINE void *gm_malloc_inline(size_t size) {
 /* The free fast path: span lookup through the arena map, a slot-boundary check, the
  * double-free mark check, push onto this thread's list. Anything unusual goes to
  * gm_free_slow: foreign pointers (no span), interior pointers (not a slot start), double
- * frees (mark present), a full list (no room), and large objects and dead spans, whose
- * class 0 has a list with no room. ~32 instructions (callgrind, bench/). */
+ * frees (mark present), a full list (no room), and large objects and dead spans (their
+ * division magic is 0). ~30 instructions (callgrind, bench/). */
 GM_INLINE void gm_free_inline(void *ptr) {
     uintptr_t p = (uintptr_t)ptr;
     mcache *c = gm_tls_mcache;
     mspan *s = span_of(p);
     if (gm_likely(s != NULL)) {
-        unsigned cl = s->sizeclass;
-        uint64_t off = p - s->base;
-        uint64_t idx = (off * s->divmagic) >> 32;
-        gm_freelist *fl = &c->list[cl];
+        gm_freelist *fl = &c->list[s->sizeclass];
         void **o = (void **)ptr;
-        if (gm_likely(idx * s->elemsize == off && idx < s->nelems && fl->room != 0 &&
+        if (gm_likely(mspan_is_slot(s, p) && fl->room != 0 &&
                       (uint64_t)(uintptr_t)o[1] != gm_free_mark(ptr))) {
             o[0] = fl->head;
             o[1] = (void *)(uintptr_t)gm_free_mark(ptr);
             fl->head = o;
             fl->room--;
-            c->nfree[cl]++;
+            c->nfree[s->sizeclass]++;
             return;
         }
     }

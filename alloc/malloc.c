@@ -35,7 +35,7 @@ void gm_warn_foreign(const char *what, const void *ptr) {
     gm_buf_init(&b, STDERR_FILENO);
     gm_buf_puts(&b, "gomalloc: ");
     gm_buf_puts(&b, what);
-    gm_buf_puts(&b, " ignoring pointer ");
+    gm_buf_puts(&b, ": ignoring pointer ");
     gm_buf_putx(&b, (uint64_t)(uintptr_t)ptr);
     gm_buf_puts(&b, " not allocated by gomalloc");
     if ((int64_t)n + 1 == gm_opt.foreign_warnings) gm_buf_puts(&b, " (further warnings suppressed)");
@@ -46,13 +46,14 @@ void gm_warn_foreign(const char *what, const void *ptr) {
 /* Finds the span of a pointer the caller says is a live object's start.
  * post: the span (p is a valid small slot or a large object's base), NULL for a foreign
  * pointer (after a warning); never returns for a pointer into gomalloc memory that is not
- * a live object. `fn` names the API call in the message, e.g. "free()". */
-static mspan *check_live(const void *ptr, const char *fn_invalid, const char *fn_double) {
+ * a live object. `fn` names the call for the warning, the other two are the fatal
+ * messages, e.g. "free(): invalid pointer". */
+static mspan *check_live(const void *ptr, const char *fn, const char *fn_invalid, const char *fn_double) {
     uintptr_t p = (uintptr_t)ptr;
     mspan *s = span_of(p);
     if (s == NULL) {
         if (arena_of(p) == NULL) {
-            gm_warn_foreign(fn_invalid, ptr);
+            gm_warn_foreign(fn, ptr);
             return NULL;
         }
         gm_fatal(fn_invalid, ptr); /* a page of ours that was never handed out */
@@ -62,9 +63,7 @@ static mspan *check_live(const void *ptr, const char *fn_invalid, const char *fn
         if (p != s->base) gm_fatal(fn_invalid, ptr);
         return s;
     }
-    uint64_t off = p - s->base;
-    uint64_t idx = mspan_obj_index(s, p);
-    if (idx * s->elemsize != off || idx >= s->nelems) gm_fatal(fn_invalid, ptr);
+    if (!mspan_is_slot(s, p)) gm_fatal(fn_invalid, ptr);
     if ((uint64_t)(uintptr_t)((void *const *)ptr)[1] == gm_free_mark(ptr)) gm_fatal(fn_double, ptr);
     return s;
 }
@@ -143,7 +142,7 @@ static void free_small(mspan *s, void *ptr) {
 }
 
 GM_NOINLINE void gm_free_slow(void *ptr) {
-    mspan *s = check_live(ptr, FREE_INVALID, FREE_DOUBLE);
+    mspan *s = check_live(ptr, "free()", FREE_INVALID, FREE_DOUBLE);
     if (s == NULL) return;
     if (s->sizeclass == 0) mheap_free_span(s);
     else free_small(s, ptr);
@@ -183,10 +182,7 @@ size_t gm_usable_size_impl(const void *ptr) {
     mspan *s = span_of((uintptr_t)ptr);
     if (s == NULL || s->state != MSPAN_INUSE) return 0;
     if (s->sizeclass == 0) return (uintptr_t)ptr == s->base ? (size_t)s->npages << GM_PAGE_SHIFT : 0;
-    uint64_t off = (uintptr_t)ptr - s->base;
-    uint64_t idx = mspan_obj_index(s, (uintptr_t)ptr);
-    if (idx * s->elemsize != off || idx >= s->nelems) return 0;
-    return s->elemsize;
+    return mspan_is_slot(s, (uintptr_t)ptr) ? s->elemsize : 0;
 }
 
 size_t gm_usable_size(const void *ptr) { return gm_usable_size_impl(ptr); }
@@ -199,7 +195,7 @@ void *gm_realloc(void *ptr, size_t size) {
         gm_free_inline(ptr);
         return NULL;
     }
-    mspan *s = check_live(ptr, "realloc(): invalid pointer", "realloc(): double free");
+    mspan *s = check_live(ptr, "realloc()", "realloc(): invalid pointer", "realloc(): double free");
     if (s == NULL) {
         errno = EINVAL;
         return NULL;

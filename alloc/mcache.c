@@ -22,13 +22,13 @@ static uint64_t gm_retired_nmalloc[GM_NUM_CLASSES], gm_retired_nfree[GM_NUM_CLAS
 
 extern pthread_key_t gm_mcache_key;
 
-/* How many freed objects a thread keeps per class before flushing half: up to 64 KiB of
- * objects, at least 8 and at most 256. Enough to absorb a burst of frees followed by a
- * burst of mallocs without touching mcentral, small enough that thousands of threads
- * don't hoard memory. */
+/* How many freed objects a thread keeps per class before flushing half: up to 128 KiB of
+ * objects, at least 4 and at most 1024. Enough that a burst of 1000 frees followed by
+ * 1000 mallocs never touches mcentral (bench: batch1000), small enough that thousands of
+ * threads don't hoard memory; a thread's exit returns all of it. */
 static uint32_t list_limit(unsigned cl) {
-    uint32_t n = (uint32_t)((64u << 10) / gm_class_to_size[cl]);
-    return n < 8 ? 8 : n > 256 ? 256 : n;
+    uint32_t n = (uint32_t)((128u << 10) / gm_class_to_size[cl]);
+    return n < 4 ? 4 : n > 1024 ? 1024 : n;
 }
 
 void mcache_init_struct(mcache *c) {

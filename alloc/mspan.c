@@ -25,7 +25,7 @@ void mspan_init_small(mspan *s, unsigned sizeclass) {
 void mspan_init_large(mspan *s, size_t npages) {
     s->sizeclass = 0;
     s->elemsize = 0; /* npages * 8 KiB may exceed 32 bits; use npages */
-    s->divmagic = 0;
+    s->divmagic = 0; /* makes mspan_is_slot false: large frees take the slow path */
     s->nelems = 1;
     s->limit = s->base + (npages << GM_PAGE_SHIFT);
     s->freeindex = 1;

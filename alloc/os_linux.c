@@ -4,6 +4,7 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/sysinfo.h>
@@ -119,4 +120,12 @@ size_t os_physical_memory(void) {
     if (sysinfo(&si) == 0) total = ((size_t)si.totalram + (size_t)si.totalswap) * si.mem_unit;
     errno = saved;
     return total;
+}
+
+/* A close-on-exec duplicate of fd numbered 200 or above, or -1. */
+int os_dup_high(int fd) {
+    int saved = errno;
+    int r = fcntl(fd, F_DUPFD_CLOEXEC, 200);
+    errno = saved;
+    return r;
 }

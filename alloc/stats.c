@@ -152,12 +152,23 @@ void gm_print_stats(int fd) {
 
 /* Runs at exit (and at dlclose). Only prints: the heap stays intact for destructors that
  * run after it and still free memory. */
+static int gm_report_fd = STDERR_FILENO;
+
+/* Programs such as coreutils close stderr before exit handlers run; when a report is
+ * wanted, keep a private duplicate of fd 2 (close-on-exec, numbered high to stay out of
+ * the program's way). Called once at init. */
+void stats_init(void) {
+    if (gm_opt.stats == GM_STATS_OFF) return;
+    int fd = os_dup_high(STDERR_FILENO);
+    if (fd >= 0) gm_report_fd = fd;
+}
+
 __attribute__((destructor)) static void stats_at_exit(void) {
     if (atomic_load_explicit(&gm_init_state, memory_order_acquire) == 0 || gm_opt.stats == GM_STATS_OFF) return;
     gm_memstats m;
     gm_read_memstats(&m);
     gm_buf b;
-    gm_buf_init(&b, STDERR_FILENO);
+    gm_buf_init(&b, gm_report_fd);
     if (gm_opt.stats == GM_STATS_JSON) print_json(&b, &m);
     else print_text(&b, &m);
     gm_buf_flush(&b);
