@@ -1,0 +1,72 @@
+/* gm_test.h: helpers shared by the cmocka suites: cmocka includes in the order it needs,
+ * a small deterministic PRNG, and byte patterns that make overlap and corruption visible.
+ * Header-only; every helper is static so each test binary stays self-contained. */
+#ifndef GM_TEST_H
+#define GM_TEST_H
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#define GM_KIB ((size_t)1 << 10)
+#define GM_MIB ((size_t)1 << 20)
+#define GM_GIB ((size_t)1 << 30)
+#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+/* xorshift64*: deterministic, thread-local state passed explicitly. */
+static inline uint64_t rng_next(uint64_t *s) {
+    uint64_t x = *s;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *s = x;
+    return x * 0x2545F4914F6CDD1DULL;
+}
+
+/* The fill pattern: 64-bit word w of a block filled with seed is pat_word(w, seed), stored
+ * little-endian. It depends on both, so a copy from another block, a stale fill or a
+ * shifted copy all mismatch. Word-at-a-time, so multi-MiB blocks are cheap to check. */
+static inline uint64_t pat_word(size_t w, uint32_t seed) {
+    uint64_t x = ((uint64_t)w + 1) * 0x9E3779B97F4A7C15ULL ^ ((uint64_t)seed << 17 | seed);
+    return x ^ (x >> 29);
+}
+static inline unsigned char pat_byte(size_t i, uint32_t seed) {
+    return (unsigned char)(pat_word(i >> 3, seed) >> ((i & 7) * 8));
+}
+static inline void pat_fill(void *p, size_t n, uint32_t seed) {
+    unsigned char *b = p;
+    size_t w = 0;
+    for (; (w + 1) * 8 <= n; w++) {
+        uint64_t x = pat_word(w, seed);
+        memcpy(b + w * 8, &x, 8);
+    }
+    for (size_t i = w * 8; i < n; i++) b[i] = pat_byte(i, seed);
+}
+/* Returns the index of the first wrong byte, or (size_t)-1 when all n bytes match. */
+static inline size_t pat_check(const void *p, size_t n, uint32_t seed) {
+    const unsigned char *b = p;
+    size_t w = 0;
+    for (; (w + 1) * 8 <= n; w++) {
+        uint64_t x;
+        memcpy(&x, b + w * 8, 8);
+        if (x != pat_word(w, seed)) break;
+    }
+    for (size_t i = w * 8; i < n; i++)
+        if (b[i] != pat_byte(i, seed)) return i;
+    return (size_t)-1;
+}
+#define assert_pattern(p, n, seed)                                                        \
+    do {                                                                                  \
+        size_t bad_ = pat_check((p), (n), (seed));                                        \
+        if (bad_ != (size_t)-1)                                                           \
+            fail_msg("pattern mismatch at byte %zu of %zu (block %p)", bad_, (size_t)(n), \
+                     (void *)(p));                                                        \
+    } while (0)
+
+#endif /* GM_TEST_H */
