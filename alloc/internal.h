@@ -264,7 +264,9 @@ void mcentral_reset_locks(void);
 /* ==== mcache.c: per-thread cache ==== */
 typedef struct gm_freelist {
     void *head;     /* objects freed by this thread, linked through their first word */
-    uint32_t room;  /* pushes left before the list must be flushed: limit - length */
+    uint32_t room;  /* pushes left before the slow path must look at the list (only free
+                     * counts it down: a pop leaves it, so malloc and free share no counter;
+                     * room <= limit - length always holds) */
     uint32_t limit; /* 0 for class 0 and in the markers, so frees there go slow */
 } gm_freelist;
 
@@ -342,7 +344,6 @@ GM_INLINE void *gm_malloc_inline(size_t size) {
         void **p = (void **)c->list[cl].head;
         if (gm_likely(p != NULL)) {
             c->list[cl].head = p[0];
-            c->list[cl].room++;
             c->nmalloc[cl]++;
             p[1] = NULL; /* clear the free mark */
             return p;

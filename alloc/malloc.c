@@ -90,7 +90,6 @@ static void *alloc_small(unsigned cl) {
     void **p = fl->head;
     if (p != NULL) {
         fl->head = p[0];
-        fl->room++;
         p[1] = NULL;
         c->nmalloc[cl]++;
     } else {

@@ -59,7 +59,9 @@ static void list_retire(mcache *c) {
 
 void *mcache_refill(mcache *c, unsigned cl) {
     gm_freelist *fl = &c->list[cl];
-    /* Move a batch from the span to the list so the next mallocs hit the inline path. */
+    /* Move a batch from the span to the list so the next mallocs hit the inline path.
+     * The list is empty here, so its room is exactly its limit. */
+    fl->room = fl->limit;
     unsigned batch = fl->limit / 2;
     if (batch > 32) batch = 32;
     for (;;) {
@@ -88,22 +90,26 @@ void *mcache_refill(mcache *c, unsigned cl) {
     }
 }
 
+/* Called when the list's room ran out. Pops do not give room back, so first measure the
+ * list: if it is at most half full, just recount the room; otherwise keep the most
+ * recently freed (cache-hot) half and return the older objects to mcentral. The walk
+ * costs one step per object on the list, and room only runs out after `limit - length`
+ * pushes, so it adds at most about one step per free on average. */
 void mcache_flush(mcache *c, unsigned cl) {
     gm_freelist *fl = &c->list[cl];
-    uint32_t keep = fl->limit / 2;
-    if (fl->limit - fl->room <= keep) return;
-    /* Keep the most recently freed (cache-hot) objects at the head; return the rest. */
-    void **o = fl->head;
-    if (keep == 0) {
-        fl->head = NULL;
-    } else {
-        for (uint32_t i = 1; i < keep; i++) o = o[0];
-        void **rest = o[0];
-        o[0] = NULL;
-        o = rest;
+    uint32_t keep = fl->limit / 2; /* >= 2: limits are >= 4 */
+    uint32_t len = 0;
+    void **cut = NULL;
+    for (void **o = fl->head; o != NULL; o = o[0])
+        if (++len == keep) cut = o;
+    if (len <= keep) {
+        fl->room = fl->limit - len;
+        return;
     }
+    void **rest = cut[0];
+    cut[0] = NULL;
     fl->room = fl->limit - keep;
-    mcentral_free_list(cl, o);
+    mcentral_free_list(cl, rest);
 }
 
 void mcache_release_all(mcache *c) {
