@@ -1,7 +1,7 @@
 """The main job of .ci/setup: a real program (CPython on a small JSON/dict/sort workload)
 run under gomalloc, then a one-line summary.
 
-    main_job.py LIBGOMALLOC_SO     run the workload preloaded with gomalloc and GOMALLOC=stats=1
+    main_job.py BUILD/alloc/gomalloc  run the workload under the gomalloc command with --stats
     main_job.py --workload         the workload itself (what the child runs)
 
 The child gets PYTHONMALLOC=malloc so every Python object goes through malloc/free (CPython's
@@ -59,12 +59,14 @@ def workload():
           f"sha256={digest.hexdigest()[:16]} gomalloc={redirected}")
 
 
-def main(lib):
-    if not os.path.isfile(lib):
-        raise SystemExit(f"error: {lib} not found (build first: meson compile -C build)")
-    env = dict(os.environ, LD_PRELOAD=os.path.abspath(lib), GOMALLOC="stats=1", PYTHONMALLOC="malloc")
-    cmd = [sys.executable, os.path.abspath(__file__), "--workload"]
-    print(f"$ LD_PRELOAD={env['LD_PRELOAD']} GOMALLOC=stats=1 PYTHONMALLOC=malloc "
+def main(launcher):
+    if not os.path.isfile(launcher):
+        raise SystemExit(f"error: {launcher} not found (build first: meson compile -C build)")
+    # PYTHONMALLOC=malloc: CPython's own small-object pools would otherwise hide most
+    # allocations from any malloc.
+    env = dict(os.environ, PYTHONMALLOC="malloc")
+    cmd = ["sh", launcher, "--stats", "--", sys.executable, os.path.abspath(__file__), "--workload"]
+    print(f"$ PYTHONMALLOC=malloc {os.path.relpath(launcher)} --stats -- "
           f"{sys.executable} .ci/main_job.py --workload", flush=True)
     start = time.monotonic()
     proc = subprocess.run(cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,

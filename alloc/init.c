@@ -74,3 +74,8 @@ void gm_lock_slow(gm_lock_t *l) {
         }
     }
 }
+
+/* Also initialize at load time if no allocation did it first, so GOMALLOC settings (a
+ * report at exit, help) apply to programs that never call malloc. Init maps no heap
+ * memory; the first arena is reserved by the first allocation. */
+__attribute__((constructor)) static void gm_init_at_load(void) { gm_ensure_init(); }

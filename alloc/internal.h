@@ -112,6 +112,8 @@ extern gm_options_t gm_opt;
 /* Parses GOMALLOC from the environment (read from environ directly: no getenv, no
  * allocation). Unknown keys and bad values get one warning line each. */
 void options_init(void);
+/* Applies one GOMALLOC value ("key=value,key=value"); later keys win. */
+void options_parse(const char *s);
 void options_print(int fd);
 
 /* ==== mspan.c ==== */
@@ -231,7 +233,7 @@ typedef struct mheap_stats {
     uint64_t arenas;
     uint64_t large_nmalloc, large_nfree, large_alloc_bytes, large_free_bytes;
 } mheap_stats;
-void mheap_read_stats(mheap_stats *out);
+void mheap_read_stats_locked(mheap_stats *out); /* pre: heap lock held */
 size_t mheap_release_all(void); /* returns bytes given back to the OS */
 
 /* ==== pagealloc.c: per-page bitmaps (Go's pallocBits + scavenged) in 512-page chunks ==== */
@@ -247,6 +249,7 @@ void pagealloc_free(uintptr_t base, size_t npages);
 /* Releases every free, unreleased page to the OS. Returns bytes released. */
 size_t pagealloc_scavenge_all(void);
 size_t pagealloc_released_bytes(void);
+size_t pagealloc_meta_bytes(void);
 
 /* ==== mcentral.c: one per size class, spinlock-protected span lists ==== */
 void mcentral_init(void);
@@ -262,21 +265,31 @@ void mcentral_unlock_all(void);
 void mcentral_reset_locks(void);
 
 /* ==== mcache.c: per-thread cache ==== */
+/* One size class of a thread's cache: 32 bytes, so malloc and free each touch one line.
+ * The two counters are the thread's MemStats counters (objects it handed out and took back)
+ * and also size the list: its length is always nfree - nmalloc + (limit - cap), where cap
+ * moves only on slow paths (a refill adds to the list without a free; a flush takes from
+ * it without a malloc). So free tests `nfree - nmalloc < cap` with plain loads and each
+ * operation does one read-modify-write, its own counter: the statistics cost nothing the
+ * list bound did not already need (issue 4). */
 typedef struct gm_freelist {
-    void *head;     /* objects freed by this thread, linked through their first word */
-    uint32_t room;  /* pushes left before the slow path must look at the list (only free
-                     * counts it down: a pop leaves it, so malloc and free share no counter;
-                     * room <= limit - length always holds) */
-    uint32_t limit; /* 0 for class 0 and in the markers, so frees there go slow */
+    void *head;       /* objects freed by this thread, linked through their first word */
+    int64_t cap;      /* free may push while nfree - nmalloc < cap; 0 in the markers */
+    uint64_t nmalloc; /* cumulative objects handed out in this class */
+    uint64_t nfree;   /* cumulative objects freed into this list */
 } gm_freelist;
 
-/* Per-thread cache. Only its thread writes it; stats readers read its counters racily
- * (each counter only grows, and is one aligned word). */
+GM_INLINE int64_t freelist_len_minus_cap(const gm_freelist *fl) {
+    return (int64_t)(fl->nfree - fl->nmalloc) - fl->cap;
+}
+
+/* Per-thread cache. Only its thread writes it. gm_read_memstats reads the counters from
+ * another thread: each only grows and is one aligned word, and the reader's order (all
+ * frees, then all mallocs, under the heap lock) is what makes the sum consistent. */
 typedef struct mcache {
-    gm_freelist list[GM_NUM_CLASSES];
-    mspan *alloc[GM_NUM_CLASSES]; /* span being carved, per class */
-    uint64_t nmalloc[GM_NUM_CLASSES]; /* cumulative objects handed out / taken back */
-    uint64_t nfree[GM_NUM_CLASSES];   /* (large objects are counted by mheap) */
+    gm_freelist list[GM_NUM_CLASSES]; /* class 0 unused: large objects are counted by mheap */
+    mspan *alloc[GM_NUM_CLASSES];     /* span being carved, per class */
+    uint32_t limit[GM_NUM_CLASSES];   /* most objects a class's list may hold */
     struct mcache *all_next, *all_prev;
 } mcache;
 
@@ -306,8 +319,13 @@ void mcache_thread_exit(void *arg);
 void mcache_lock_list(void);
 void mcache_unlock_list(void);
 void mcache_fork_child(void);
-/* Sums counters over live caches plus those retired by exited threads. */
+/* Sums counters over live caches plus those retired by exited threads: every thread's
+ * frees first, then every thread's mallocs, so each counted free's malloc is counted too.
+ * pre: the heap lock is held (see gm_read_memstats). */
 void mcache_sum_counters(uint64_t nmalloc[GM_NUM_CLASSES], uint64_t nfree[GM_NUM_CLASSES]);
+/* Test hook: called between the two passes when set (tests/test_stats.c widens the window
+ * a torn read would need, so the test can catch a wrong order). NULL in real use. */
+extern void (*gm_stats_between_passes_hook)(void);
 
 /* ==== stats.c ==== */
 void stats_init(void); /* pre: options parsed */
@@ -344,7 +362,7 @@ GM_INLINE void *gm_malloc_inline(size_t size) {
         void **p = (void **)c->list[cl].head;
         if (gm_likely(p != NULL)) {
             c->list[cl].head = p[0];
-            c->nmalloc[cl]++;
+            c->list[cl].nmalloc++;
             p[1] = NULL; /* clear the free mark */
             return p;
         }
@@ -355,7 +373,7 @@ GM_INLINE void *gm_malloc_inline(size_t size) {
 /* The free fast path: span lookup through the arena map, a slot-boundary check, the
  * double-free mark check, push onto this thread's list. Anything unusual goes to
  * gm_free_slow: foreign pointers (no span), interior pointers (not a slot start), double
- * frees (mark present), a full list (no room), and large objects and dead spans (their
+ * frees (mark present), a full list (no cap left), and large objects and dead spans (their
  * division magic is 0). ~30 instructions (callgrind, bench/). */
 GM_INLINE void gm_free_inline(void *ptr) {
     uintptr_t p = (uintptr_t)ptr;
@@ -364,13 +382,12 @@ GM_INLINE void gm_free_inline(void *ptr) {
     if (gm_likely(s != NULL)) {
         gm_freelist *fl = &c->list[s->sizeclass];
         void **o = (void **)ptr;
-        if (gm_likely(mspan_is_slot(s, p) && fl->room != 0 &&
+        if (gm_likely(mspan_is_slot(s, p) && freelist_len_minus_cap(fl) < 0 &&
                       (uint64_t)(uintptr_t)o[1] != gm_free_mark(ptr))) {
             o[0] = fl->head;
             o[1] = (void *)(uintptr_t)gm_free_mark(ptr);
             fl->head = o;
-            fl->room--;
-            c->nfree[s->sizeclass]++;
+            fl->nfree++;
             return;
         }
     }

@@ -91,7 +91,7 @@ static void *alloc_small(unsigned cl) {
     if (p != NULL) {
         fl->head = p[0];
         p[1] = NULL;
-        c->nmalloc[cl]++;
+        fl->nmalloc++;
     } else {
         p = mcache_refill(c, cl);
     }
@@ -130,13 +130,12 @@ static void free_small(mspan *s, void *ptr) {
     bool locked;
     mcache *c = get_cache(&locked);
     gm_freelist *fl = &c->list[cl];
-    if (fl->room == 0) mcache_flush(c, cl);
+    if (freelist_len_minus_cap(fl) >= 0) mcache_flush(c, cl);
     void **o = ptr;
     o[0] = fl->head;
     o[1] = (void *)(uintptr_t)gm_free_mark(ptr);
     fl->head = o;
-    fl->room--;
-    c->nfree[cl]++;
+    fl->nfree++;
     if (locked) mcache_unlock_fallback();
 }
 

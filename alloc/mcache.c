@@ -8,7 +8,7 @@
 
 #include <pthread.h>
 
-mcache mcache_new_marker, mcache_fallback_marker; /* empty lists, zero limits */
+mcache mcache_new_marker, mcache_fallback_marker; /* empty lists, zero caps */
 __thread mcache *gm_tls_mcache __attribute__((tls_model("initial-exec"))) = &mcache_new_marker;
 
 static mcache gm_fallback_cache;
@@ -21,6 +21,7 @@ static mcache *gm_all_mcaches;
 static uint64_t gm_retired_nmalloc[GM_NUM_CLASSES], gm_retired_nfree[GM_NUM_CLASSES];
 
 extern pthread_key_t gm_mcache_key;
+void (*gm_stats_between_passes_hook)(void);
 
 /* How many freed objects a thread keeps per class before flushing half: up to 128 KiB of
  * objects, at least 4 and at most 1024. Enough that a burst of 1000 frees followed by
@@ -33,7 +34,12 @@ static uint32_t list_limit(unsigned cl) {
 
 void mcache_init_struct(mcache *c) {
     memset(c, 0, sizeof *c);
-    for (unsigned cl = 1; cl < GM_NUM_CLASSES; cl++) c->list[cl].room = c->list[cl].limit = list_limit(cl);
+    for (unsigned cl = 1; cl < GM_NUM_CLASSES; cl++) c->list[cl].cap = c->limit[cl] = list_limit(cl);
+}
+
+/* Objects on the class's list right now (exact: see gm_freelist). */
+static uint32_t list_len(const mcache *c, unsigned cl) {
+    return (uint32_t)(freelist_len_minus_cap(&c->list[cl]) + c->limit[cl]);
 }
 
 static void list_add(mcache *c) {
@@ -51,34 +57,35 @@ static void list_retire(mcache *c) {
     else gm_all_mcaches = c->all_next;
     if (c->all_next) c->all_next->all_prev = c->all_prev;
     for (unsigned cl = 0; cl < GM_NUM_CLASSES; cl++) {
-        gm_retired_nmalloc[cl] += c->nmalloc[cl];
-        gm_retired_nfree[cl] += c->nfree[cl];
+        gm_retired_nmalloc[cl] += c->list[cl].nmalloc;
+        gm_retired_nfree[cl] += c->list[cl].nfree;
     }
     gm_unlock(&gm_mcache_list_lock);
 }
 
 void *mcache_refill(mcache *c, unsigned cl) {
     gm_freelist *fl = &c->list[cl];
-    /* Move a batch from the span to the list so the next mallocs hit the inline path.
-     * The list is empty here, so its room is exactly its limit. */
-    fl->room = fl->limit;
-    unsigned batch = fl->limit / 2;
+    /* Move a batch from the span to the (empty) list so the next mallocs hit the inline
+     * path. The batch enters the list without a free, so cap shrinks by its size; the
+     * object returned counts as a malloc without a pop, so cap shrinks by one more. */
+    unsigned batch = c->limit[cl] / 2;
     if (batch > 32) batch = 32;
     for (;;) {
         mspan *s = c->alloc[cl];
         if (s != NULL) {
             void **first = mspan_next_free(s);
             if (first != NULL) {
-                for (unsigned i = 1; i < batch; i++) {
+                unsigned pushed = 0;
+                for (; pushed + 1 < batch; pushed++) {
                     void **o = mspan_next_free(s);
                     if (o == NULL) break;
                     o[0] = fl->head;
                     o[1] = (void *)(uintptr_t)gm_free_mark(o);
                     fl->head = o;
-                    fl->room--;
                 }
+                fl->cap -= pushed + 1;
+                fl->nmalloc++;
                 first[1] = NULL;
-                c->nmalloc[cl]++;
                 return first;
             }
             c->alloc[cl] = NULL;
@@ -90,25 +97,18 @@ void *mcache_refill(mcache *c, unsigned cl) {
     }
 }
 
-/* Called when the list's room ran out. Pops do not give room back, so first measure the
- * list: if it is at most half full, just recount the room; otherwise keep the most
- * recently freed (cache-hot) half and return the older objects to mcentral. The walk
- * costs one step per object on the list, and room only runs out after `limit - length`
- * pushes, so it adds at most about one step per free on average. */
+/* Called when a free finds the list full: keeps the most recently freed (cache-hot) half
+ * and returns the older objects to mcentral in one batch. */
 void mcache_flush(mcache *c, unsigned cl) {
     gm_freelist *fl = &c->list[cl];
-    uint32_t keep = fl->limit / 2; /* >= 2: limits are >= 4 */
-    uint32_t len = 0;
-    void **cut = NULL;
-    for (void **o = fl->head; o != NULL; o = o[0])
-        if (++len == keep) cut = o;
-    if (len <= keep) {
-        fl->room = fl->limit - len;
-        return;
-    }
+    uint32_t len = list_len(c, cl);
+    uint32_t keep = c->limit[cl] / 2; /* >= 2: limits are >= 4 */
+    if (len <= keep) return;
+    void **cut = fl->head;
+    for (uint32_t i = 1; i < keep; i++) cut = cut[0];
     void **rest = cut[0];
     cut[0] = NULL;
-    fl->room = fl->limit - keep;
+    fl->cap += len - keep;
     mcentral_free_list(cl, rest);
 }
 
@@ -117,8 +117,8 @@ void mcache_release_all(mcache *c) {
         gm_freelist *fl = &c->list[cl];
         if (fl->head != NULL) {
             void *list = fl->head;
+            fl->cap += list_len(c, cl);
             fl->head = NULL;
-            fl->room = fl->limit;
             mcentral_free_list(cl, list);
         }
         if (c->alloc[cl] != NULL) {
@@ -176,12 +176,14 @@ void mcache_sum_counters(uint64_t nmalloc[GM_NUM_CLASSES], uint64_t nfree[GM_NUM
         nmalloc[cl] = gm_retired_nmalloc[cl];
         nfree[cl] = gm_retired_nfree[cl];
     }
-    for (mcache *c = gm_all_mcaches; c != NULL; c = c->all_next) {
-        for (unsigned cl = 0; cl < GM_NUM_CLASSES; cl++) {
-            nmalloc[cl] += __atomic_load_n(&c->nmalloc[cl], __ATOMIC_RELAXED);
-            nfree[cl] += __atomic_load_n(&c->nfree[cl], __ATOMIC_RELAXED);
-        }
-    }
+    /* Acquire loads, frees before mallocs: a free that is seen happened after its
+     * malloc (the pointer travelled from one thread to the other), so that malloc's
+     * count is visible by the time the second pass reads it. */
+    for (mcache *c = gm_all_mcaches; c != NULL; c = c->all_next)
+        for (unsigned cl = 0; cl < GM_NUM_CLASSES; cl++) nfree[cl] += __atomic_load_n(&c->list[cl].nfree, __ATOMIC_ACQUIRE);
+    if (gm_stats_between_passes_hook != NULL) gm_stats_between_passes_hook();
+    for (mcache *c = gm_all_mcaches; c != NULL; c = c->all_next)
+        for (unsigned cl = 0; cl < GM_NUM_CLASSES; cl++) nmalloc[cl] += __atomic_load_n(&c->list[cl].nmalloc, __ATOMIC_ACQUIRE);
     gm_unlock(&gm_mcache_list_lock);
 }
 

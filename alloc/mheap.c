@@ -199,8 +199,7 @@ void mheap_free_mcache_struct(void *p) {
     gm_unlock(&gm_heap_lock);
 }
 
-void mheap_read_stats(mheap_stats *out) {
-    gm_lock(&gm_heap_lock);
+void mheap_read_stats_locked(mheap_stats *out) {
     out->heap_sys = h.heap_sys;
     out->heap_inuse = h.heap_inuse;
     out->heap_released = pagealloc_released_bytes();
@@ -208,13 +207,14 @@ void mheap_read_stats(mheap_stats *out) {
     out->mspan_sys = h.spans.sys;
     out->mcache_inuse = h.mcaches.inuse;
     out->mcache_sys = h.mcaches.sys;
-    out->other_sys = h.other_sys;
+    /* other_sys: arena metadata, the page allocator's arena index, and the arena map
+     * itself (a .bss array the loader maps for us; virtual size, like heap_sys). */
+    out->other_sys = h.other_sys + pagealloc_meta_bytes() + sizeof gm_arena_map;
     out->arenas = h.arenas;
     out->large_nmalloc = h.large_nmalloc;
     out->large_nfree = h.large_nfree;
     out->large_alloc_bytes = h.large_alloc_bytes;
     out->large_free_bytes = h.large_free_bytes;
-    gm_unlock(&gm_heap_lock);
 }
 
 size_t mheap_release_all(void) {

@@ -120,21 +120,21 @@ static void parse_item(const char *s, size_t n) {
     warn_option("unknown option", s, klen);
 }
 
+void options_parse(const char *s) {
+    while (*s) {
+        const char *comma = strchr(s, ',');
+        size_t n = comma ? (size_t)(comma - s) : strlen(s);
+        parse_item(s, n);
+        s += n;
+        if (*s == ',') s++;
+    }
+}
+
 void options_init(void) {
     if (environ == NULL) return;
-    for (char **e = environ; *e != NULL; e++) {
-        if (strncmp(*e, "GOMALLOC=", 9) != 0) continue;
-        const char *s = *e + 9;
-        while (*s) {
-            const char *comma = strchr(s, ',');
-            size_t n = comma ? (size_t)(comma - s) : strlen(s);
-            parse_item(s, n);
-            s += n;
-            if (*s == ',') s++;
-        }
-    }
-    if (gm_opt.help) options_print(STDERR_FILENO);
-    else if (gm_opt.verbose) options_print(STDERR_FILENO);
+    for (char **e = environ; *e != NULL; e++)
+        if (strncmp(*e, "GOMALLOC=", 9) == 0) options_parse(*e + 9);
+    if (gm_opt.help || gm_opt.verbose) options_print(STDERR_FILENO);
 }
 
 static void put_value(gm_buf *b, const gm_option_desc *d, int64_t v) {

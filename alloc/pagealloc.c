@@ -27,6 +27,7 @@ static struct {
 
 size_t pagealloc_chunks_bytes(void) { return GM_CHUNKS_PER_ARENA * sizeof(palloc_chunk); }
 size_t pagealloc_released_bytes(void) { return pa.released_pages << GM_PAGE_SHIFT; }
+size_t pagealloc_meta_bytes(void) { return pa.meta_bytes; }
 
 /* ---- bit helpers over a chunk's 512-bit maps ---- */
 

@@ -33,10 +33,17 @@ void gm_read_memstats(gm_memstats *m) {
         for (unsigned cl = 0; cl < GM_NUM_CLASSES; cl++) m->by_size[cl].size = gm_class_to_size[cl];
         return;
     }
+    /* No stop-the-world and nothing on the fast paths: holding the heap lock keeps every
+     * span alive and in heap_inuse while the per-thread counters are summed, so each object
+     * counted as live lies in a counted span (heap_inuse >= heap_alloc), and the sum reads
+     * frees before mallocs (mallocs >= frees in every class). Threads on their fast paths
+     * are not held up; only span allocation and release wait. */
     uint64_t nmalloc[GM_NUM_CLASSES], nfree[GM_NUM_CLASSES];
-    mcache_sum_counters(nmalloc, nfree);
     mheap_stats h;
-    mheap_read_stats(&h);
+    gm_lock(&gm_heap_lock);
+    mcache_sum_counters(nmalloc, nfree);
+    mheap_read_stats_locked(&h);
+    gm_unlock(&gm_heap_lock);
     uint64_t total_alloc = h.large_alloc_bytes, total_free = h.large_free_bytes;
     m->mallocs = h.large_nmalloc;
     m->frees = h.large_nfree;
