@@ -33,6 +33,7 @@ static void gm_postfork_child(void) {
     mcache_fork_child();
     gm_lock_reset(&gm_heap_lock);
     mcentral_reset_locks();
+    scavenger_fork_child();
 }
 
 bool gm_init_slow(void) {
@@ -41,6 +42,7 @@ bool gm_init_slow(void) {
     if (atomic_load_explicit(&gm_init_state, memory_order_acquire) == 0) {
         options_init();
         stats_init();
+        scavenger_init();
         os_random(&gm_cookie, sizeof gm_cookie);
         gm_cookie |= 1; /* never 0, so a zeroed word is never a free mark */
         mcentral_init();

@@ -77,8 +77,11 @@ GM_INLINE unsigned sizeclass_of(size_t size) {
  * hint first. Memory is zero, readable and writable, not charged until touched. */
 void *os_reserve(size_t size, size_t align, uintptr_t hint);
 void os_unmap(void *p, size_t size);
-/* Returns the pages to the OS (MADV_DONTNEED by default, so they read back as zero). */
-bool os_release(void *p, size_t size);
+/* Returns the pages to the OS: MADV_DONTNEED (they read back as zero) or, when dontneed is
+ * false, MADV_FREE (the kernel takes them under pressure; contents undefined until then). */
+bool os_release(void *p, size_t size, bool dontneed);
+/* Asks the kernel never to back [p, p+size) with transparent huge pages. */
+void os_nohugepage(void *p, size_t size);
 /* Metadata memory (span structs, arena maps): zeroed, never released. */
 void *os_alloc_meta(size_t size);
 void os_write_all(int fd, const char *buf, size_t len);
@@ -234,7 +237,7 @@ typedef struct mheap_stats {
     uint64_t large_nmalloc, large_nfree, large_alloc_bytes, large_free_bytes;
 } mheap_stats;
 void mheap_read_stats_locked(mheap_stats *out); /* pre: heap lock held */
-size_t mheap_release_all(void); /* returns bytes given back to the OS */
+uint64_t mheap_meta_bytes_locked(void); /* arena metadata actually mapped */
 
 /* ==== pagealloc.c: per-page bitmaps (Go's pallocBits + scavenged) in 512-page chunks ==== */
 /* All under the heap lock. */
@@ -246,10 +249,22 @@ uintptr_t pagealloc_alloc(size_t npages, size_t align_pages, size_t *scav_pages)
 /* Claims exactly [base, base+npages) if every page is free. */
 bool pagealloc_alloc_at(uintptr_t base, size_t npages, size_t *scav_pages);
 void pagealloc_free(uintptr_t base, size_t npages);
-/* Releases every free, unreleased page to the OS. Returns bytes released. */
-size_t pagealloc_scavenge_all(void);
 size_t pagealloc_released_bytes(void);
+size_t pagealloc_reused_bytes(void);
+uintptr_t pagealloc_scavenge_candidate(size_t max_pages, size_t *npages);
+void pagealloc_scavenge_reset(void); /* look at every chunk again (forced release) */
+void pagealloc_claim(uintptr_t base, size_t npages);
+void pagealloc_unclaim(uintptr_t base, size_t npages, bool released);
 size_t pagealloc_meta_bytes(void);
+
+/* ==== scavenger.c: returns idle memory to the OS (Go's mgcscavenge.go) ==== */
+void scavenger_init(void);                 /* pre: options parsed */
+void scavenger_note_inuse(uint64_t inuse); /* pre: heap lock held */
+void scavenger_after_alloc(size_t grown);  /* allocation slow paths, no lock held */
+void scavenger_kick(void);                 /* free paths, no lock held */
+void scavenger_fork_child(void);
+size_t scavenger_release_all(void);        /* returns bytes released */
+uint64_t scavenger_released_total(void);
 
 /* ==== mcentral.c: one per size class, spinlock-protected span lists ==== */
 void mcentral_init(void);

@@ -306,11 +306,6 @@ void *gm_pvalloc(size_t size) {
     return gm_memalign(page, rounded == 0 ? page : rounded);
 }
 
-void gm_free_os_memory(void) {
-    if (atomic_load_explicit(&gm_init_state, memory_order_acquire) == 0) return;
-    mheap_release_all();
-}
-
 int gm_is_redirected(void) {
     /* strdup lives in libc and calls malloc through the global symbol table: if that
      * lands here, gomalloc is the process's malloc. (If not, the copy is leaked: it came

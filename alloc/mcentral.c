@@ -115,6 +115,7 @@ void mcentral_free_list(unsigned sizeclass, void *list) {
             empties = next;
         }
         gm_unlock(&gm_heap_lock);
+        scavenger_kick();
     }
 }
 

@@ -72,6 +72,10 @@ static bool mheap_grow(size_t npages) {
     if (bytes == 0 || bytes > h.max_grow + GM_ARENA_SIZE) return false;
     uint8_t *base = os_reserve(bytes, GM_ARENA_SIZE, h.next_hint);
     if (base == NULL) return false;
+    /* THP policy (docs/scavenger.md): spans are released in small runs, and khugepaged
+     * would refill a sparse 2 MiB range to a whole huge page, so arenas opt out unless
+     * GOMALLOC=thp=1. */
+    if (!gm_opt.thp) os_nohugepage(base, bytes);
     size_t narenas = bytes / GM_ARENA_SIZE;
     size_t meta = sizeof(heap_arena) + pagealloc_chunks_bytes();
     for (size_t i = 0; i < narenas; i++) {
@@ -106,18 +110,22 @@ static void set_span_map(uintptr_t base, size_t npages, mspan *s) {
 
 mspan *mheap_alloc_span(size_t npages, unsigned sizeclass, size_t align_pages) {
     gm_lock(&gm_heap_lock);
+    size_t grown = 0;
     mspan *s = fixalloc_alloc(&h.spans);
     if (s == NULL) goto fail;
     size_t scav = 0;
     uintptr_t base = pagealloc_alloc(npages, align_pages, &scav);
     if (base == 0) {
+        uint64_t before = h.heap_sys;
         if (!mheap_grow(npages + align_pages)) goto fail_span;
+        grown = h.heap_sys - before;
         base = pagealloc_alloc(npages, align_pages, &scav);
         if (base == 0) goto fail_span;
     }
     s->base = base;
     s->npages = (uint32_t)npages;
-    s->needzero = scav != npages;
+    /* Released pages read back as zero, unless they were released with MADV_FREE. */
+    s->needzero = scav != npages || !gm_opt.madvdontneed;
     if (sizeclass != 0) {
         mspan_init_small(s, sizeclass);
     } else {
@@ -128,7 +136,9 @@ mspan *mheap_alloc_span(size_t npages, unsigned sizeclass, size_t align_pages) {
     s->state = MSPAN_INUSE;
     set_span_map(base, npages, s);
     h.heap_inuse += npages << GM_PAGE_SHIFT;
+    scavenger_note_inuse(h.heap_inuse);
     gm_unlock(&gm_heap_lock);
+    scavenger_after_alloc(grown);
     return s;
 fail_span:
     fixalloc_free(&h.spans, s);
@@ -156,6 +166,7 @@ void mheap_free_span(mspan *s) {
     gm_lock(&gm_heap_lock);
     mheap_free_span_locked(s);
     gm_unlock(&gm_heap_lock);
+    scavenger_kick();
 }
 
 bool mheap_resize_large(mspan *s, size_t npages) {
@@ -182,7 +193,9 @@ bool mheap_resize_large(mspan *s, size_t npages) {
         s->npages = (uint32_t)npages;
         s->limit = s->base + (npages << GM_PAGE_SHIFT);
     }
+    if (ok && npages > old) scavenger_note_inuse(h.heap_inuse);
     gm_unlock(&gm_heap_lock);
+    if (npages < old) scavenger_kick();
     return ok;
 }
 
@@ -217,9 +230,4 @@ void mheap_read_stats_locked(mheap_stats *out) {
     out->large_free_bytes = h.large_free_bytes;
 }
 
-size_t mheap_release_all(void) {
-    gm_lock(&gm_heap_lock);
-    size_t n = pagealloc_scavenge_all();
-    gm_unlock(&gm_heap_lock);
-    return n;
-}
+uint64_t mheap_meta_bytes_locked(void) { return h.other_sys + pagealloc_meta_bytes(); }

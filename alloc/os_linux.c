@@ -54,11 +54,23 @@ void os_unmap(void *p, size_t size) {
     errno = saved;
 }
 
-bool os_release(void *p, size_t size) {
+bool os_release(void *p, size_t size, bool dontneed) {
     int saved = errno;
-    int rc = madvise(p, size, MADV_DONTNEED);
+    int rc = -1;
+#ifdef MADV_FREE
+    if (!dontneed) rc = madvise(p, size, MADV_FREE);
+#endif
+    if (rc != 0) rc = madvise(p, size, MADV_DONTNEED); /* kernels before 4.5 lack MADV_FREE */
     errno = saved;
     return rc == 0;
+}
+
+void os_nohugepage(void *p, size_t size) {
+    int saved = errno;
+#ifdef MADV_NOHUGEPAGE
+    madvise(p, size, MADV_NOHUGEPAGE);
+#endif
+    errno = saved;
 }
 
 void *os_alloc_meta(size_t size) {

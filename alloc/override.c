@@ -60,7 +60,7 @@ GM_EXPORT int __posix_memalign(void **out, size_t alignment, size_t size) {
 GM_EXPORT int malloc_trim(size_t pad) {
     (void)pad;
     if (atomic_load_explicit(&gm_init_state, memory_order_acquire) == 0) return 0;
-    return mheap_release_all() > 0;
+    return scavenger_release_all() > 0;
 }
 
 /* No glibc tunable applies to this allocator: report "not done" (0) as glibc does for an

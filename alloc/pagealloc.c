@@ -21,13 +21,16 @@ static struct {
     heap_arena **arenas; /* sorted by base address */
     size_t narenas, cap;
     size_t hint;         /* global chunk index below which every chunk is full */
+    size_t scav_cursor;  /* chunks at or above this index hold nothing left to release */
     size_t released_pages;
+    size_t reused_pages; /* released pages handed out again (they read back as zero) */
     size_t meta_bytes;
 } pa;
 
 size_t pagealloc_chunks_bytes(void) { return GM_CHUNKS_PER_ARENA * sizeof(palloc_chunk); }
 size_t pagealloc_released_bytes(void) { return pa.released_pages << GM_PAGE_SHIFT; }
 size_t pagealloc_meta_bytes(void) { return pa.meta_bytes; }
+size_t pagealloc_reused_bytes(void) { return pa.reused_pages << GM_PAGE_SHIFT; }
 
 /* ---- bit helpers over a chunk's 512-bit maps ---- */
 
@@ -207,6 +210,7 @@ static size_t alloc_range(uintptr_t base, size_t npages) {
         npages -= k;
     }
     pa.released_pages -= scav;
+    pa.reused_pages += scav;
     return scav;
 }
 
@@ -240,6 +244,8 @@ bool pagealloc_alloc_at(uintptr_t base, size_t npages, size_t *scav_pages) {
 void pagealloc_free(uintptr_t base, size_t npages) {
     size_t ci = chunk_index_of(base);
     if (ci < pa.hint) pa.hint = ci;
+    size_t last = chunk_index_of(base + ((npages - 1) << GM_PAGE_SHIFT));
+    if (last >= pa.scav_cursor) pa.scav_cursor = last + 1;
     while (npages > 0) {
         unsigned pg;
         palloc_chunk *c = chunk_of(base, &pg);
@@ -251,26 +257,66 @@ void pagealloc_free(uintptr_t base, size_t npages) {
     }
 }
 
-size_t pagealloc_scavenge_all(void) {
-    size_t released = 0;
-    for (size_t ci = 0; ci < nchunks(); ci++) {
+/* Highest run of free, unreleased pages, at most max_pages long, within one chunk (Go's
+ * findScavengeCandidate: address-ordered first fit reuses low addresses first, so the top
+ * of the heap is the memory least likely to be wanted again soon). Returns its base, or 0
+ * when nothing below the cursor is left to release. */
+uintptr_t pagealloc_scavenge_candidate(size_t max_pages, size_t *npages) {
+    if (pa.scav_cursor > nchunks()) pa.scav_cursor = nchunks();
+    while (pa.scav_cursor > 0) {
         uintptr_t base;
-        palloc_chunk *c = chunk_at(ci, &base);
-        if (c->nfree == 0) continue;
-        uint64_t busy[CHUNK_WORDS]; /* 1 = in use or already released */
-        for (unsigned w = 0; w < CHUNK_WORDS; w++) busy[w] = c->alloc[w] | c->scav[w];
-        unsigned i = 0;
-        while (i < GM_CHUNK_PAGES) {
-            unsigned f = next_bit(busy, i, false);
-            if (f >= GM_CHUNK_PAGES) break;
-            unsigned u = next_bit(busy, f, true);
-            if (os_release((void *)(base + ((uintptr_t)f << GM_PAGE_SHIFT)), (size_t)(u - f) << GM_PAGE_SHIFT)) {
-                set_bits(c->scav, f, u - f, true);
-                released += u - f;
+        palloc_chunk *c = chunk_at(pa.scav_cursor - 1, &base);
+        if (c->nfree != 0) {
+            uint64_t busy[CHUNK_WORDS]; /* 1 = in use or already released */
+            for (unsigned w = 0; w < CHUNK_WORDS; w++) busy[w] = c->alloc[w] | c->scav[w];
+            for (int w = CHUNK_WORDS - 1; w >= 0; w--) {
+                if (busy[w] == ~(uint64_t)0) continue;
+                unsigned top = (unsigned)w * 64 + 63 - (unsigned)__builtin_clzll(~busy[w]);
+                unsigned start = top;
+                while (start > 0 && top - start + 1 < max_pages &&
+                       !(busy[(start - 1) / 64] >> ((start - 1) % 64) & 1))
+                    start--;
+                *npages = top - start + 1;
+                return base + ((uintptr_t)start << GM_PAGE_SHIFT);
             }
-            i = u;
         }
+        pa.scav_cursor--;
     }
-    pa.released_pages += released;
-    return released << GM_PAGE_SHIFT;
+    return 0;
+}
+
+void pagealloc_scavenge_reset(void) { pa.scav_cursor = nchunks(); }
+
+/* The scavenger's claim on a run while it releases it without the heap lock: the pages
+ * look allocated, so no span can be carved from them meanwhile. */
+void pagealloc_claim(uintptr_t base, size_t npages) {
+    while (npages > 0) {
+        unsigned pg;
+        palloc_chunk *c = chunk_of(base, &pg);
+        unsigned k = GM_CHUNK_PAGES - pg < npages ? GM_CHUNK_PAGES - pg : (unsigned)npages;
+        set_bits(c->alloc, pg, k, true);
+        summarize(c);
+        base += (uintptr_t)k << GM_PAGE_SHIFT;
+        npages -= k;
+    }
+}
+
+/* Ends a claim: the pages are free again, and released when `released` says madvise
+ * succeeded. */
+void pagealloc_unclaim(uintptr_t base, size_t npages, bool released) {
+    size_t n = npages;
+    uintptr_t b = base;
+    while (n > 0) {
+        unsigned pg;
+        palloc_chunk *c = chunk_of(b, &pg);
+        unsigned k = GM_CHUNK_PAGES - pg < n ? GM_CHUNK_PAGES - pg : (unsigned)n;
+        set_bits(c->alloc, pg, k, false);
+        if (released) set_bits(c->scav, pg, k, true);
+        summarize(c);
+        b += (uintptr_t)k << GM_PAGE_SHIFT;
+        n -= k;
+    }
+    if (released) pa.released_pages += npages;
+    size_t ci = chunk_index_of(base);
+    if (ci < pa.hint) pa.hint = ci;
 }

@@ -68,6 +68,12 @@ GM_API void gm_read_memstats(gm_memstats *m);
 GM_API void gm_print_stats(int fd);
 /* Returns every free page to the OS now (Go's debug.FreeOSMemory). */
 GM_API void gm_free_os_memory(void);
+/* Sets a soft limit on the memory gomalloc keeps committed (Go's debug.SetMemoryLimit,
+ * GOMEMLIMIT): the scavenger returns idle memory to stay under 95% of it. Allocations are
+ * never refused because of it. INT64_MAX means no limit (the default, unless
+ * GOMALLOC=memlimit=... is set); a negative value only reads the limit. Returns the
+ * previous limit. */
+GM_API int64_t gm_set_memory_limit(int64_t bytes);
 
 /* ---- introspection ---- */
 /* 1 when ptr lies in gomalloc's heap (live or not), else 0. Never dereferences ptr. */

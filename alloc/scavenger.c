@@ -1,0 +1,328 @@
+/* scavenger.c: gives idle heap memory back to the OS (Go's mgcscavenge.go). Owns the goal
+ * (recent peak of heap_inuse + 10%, and 95% of the memory limit), the release step (claim a
+ * run under the heap lock, madvise it without the lock, give it back as released), the
+ * background thread paced to Go's 1%-of-all-CPUs budget, the eager release on heap growth,
+ * and scavtrace. Never creates its thread from free(): glibc frees under its own locks
+ * (the nptl stack cache), and pthread_create takes them. docs/scavenger.md has the design. */
+#include "internal.h"
+
+#include <errno.h>
+#include <linux/futex.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#define RUN_PAGES 256               /* up to 2 MiB per madvise: see docs/scavenger.md */
+#define RETAIN_EXTRA_PERCENT 10     /* Go's retainExtraPercent */
+#define LIMIT_GOAL_PERCENT 95       /* Go's memory-limit goal: 95% of the limit */
+#define PEAK_BUCKET_MS 100
+#define PEAK_BUCKETS 5              /* the peak window: 500 ms */
+#define MIN_WORK_NS 1000000ull      /* Go's minScavWorkTime: 1 ms per burst */
+#define IDLE_POLL_MS 1000
+
+/* ---- state ---- */
+
+static atomic_int scav_state;        /* 0 none, 1 starting, 2 running */
+static atomic_int scav_parked;       /* futex word: 1 while the thread waits for work */
+static atomic_int scav_exiting;      /* set at process exit: start nothing new */
+static _Atomic int64_t scav_limit = INT64_MAX;
+static atomic_uint_fast64_t released_bg, released_eager; /* bytes since the last trace line */
+static atomic_uint_fast64_t released_total;
+
+/* Peak of heap_inuse per 100 ms bucket, newest at peak_at; under the heap lock. */
+static struct {
+    uint64_t max[PEAK_BUCKETS];
+    uint64_t bucket[PEAK_BUCKETS];
+} peak;
+
+/* Run being released without the heap lock (so a fork child can give it back). */
+static struct {
+    uintptr_t base;
+    size_t npages;
+} inflight;
+
+static uint64_t now_ns(clockid_t clk) {
+    struct timespec ts;
+    clock_gettime(clk, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* pre: heap lock held. Records heap_inuse in the current 100 ms bucket. */
+void scavenger_note_inuse(uint64_t inuse) {
+    uint64_t b = now_ns(CLOCK_MONOTONIC_COARSE) / (PEAK_BUCKET_MS * 1000000ull);
+    unsigned i = (unsigned)(b % PEAK_BUCKETS);
+    if (peak.bucket[i] != b) {
+        peak.bucket[i] = b;
+        peak.max[i] = 0;
+    }
+    if (inuse > peak.max[i]) peak.max[i] = inuse;
+}
+
+/* pre: heap lock held. The most heap_inuse seen in the last 500 ms (and now). */
+static uint64_t recent_peak(uint64_t inuse) {
+    uint64_t b = now_ns(CLOCK_MONOTONIC_COARSE) / (PEAK_BUCKET_MS * 1000000ull);
+    uint64_t p = inuse;
+    for (unsigned i = 0; i < PEAK_BUCKETS; i++)
+        if (b - peak.bucket[i] < PEAK_BUCKETS && peak.max[i] > p) p = peak.max[i];
+    return p;
+}
+
+/* What the scavenger should still release, in bytes (0 = nothing). Retained memory (heap
+ * backed by RAM: heap_sys - heap_released) may exceed the recent peak of heap_inuse by
+ * 10%; committed memory (retained + metadata) must stay under 95% of the memory limit.
+ * *force says the limit is what asks, which also overrides the peak window.
+ * pre: heap lock held. */
+static size_t overage_locked(bool *force) {
+    mheap_stats h;
+    mheap_read_stats_locked(&h);
+    uint64_t retained = h.heap_sys - h.heap_released;
+    uint64_t goal = recent_peak(h.heap_inuse) / 100 * (100 + RETAIN_EXTRA_PERCENT);
+    goal = (goal + (64 << 10) - 1) & ~(uint64_t)((64 << 10) - 1);
+    size_t over = retained > goal ? retained - goal : 0;
+    *force = false;
+    int64_t limit = atomic_load_explicit(&scav_limit, memory_order_relaxed);
+    if (limit != INT64_MAX) {
+        uint64_t committed = retained + h.mspan_sys + h.mcache_sys + mheap_meta_bytes_locked();
+        uint64_t lgoal = (uint64_t)limit / 100 * LIMIT_GOAL_PERCENT;
+        if (committed > lgoal && committed - lgoal > over) {
+            over = committed - lgoal;
+            *force = true;
+        }
+    }
+    return over;
+}
+
+/* ---- releasing ---- */
+
+/* Releases up to max_bytes of free pages, highest addresses first, one run per heap-lock
+ * hold; the madvise itself runs without the lock (Go's scavengeOne). Returns bytes. */
+static size_t release(size_t max_bytes) {
+    size_t done = 0;
+    while (done < max_bytes) {
+        size_t want = (max_bytes - done + GM_PAGE_SIZE - 1) >> GM_PAGE_SHIFT;
+        if (want > RUN_PAGES) want = RUN_PAGES;
+        gm_lock(&gm_heap_lock);
+        size_t npages = 0;
+        uintptr_t base = pagealloc_scavenge_candidate(want, &npages);
+        if (base == 0) {
+            gm_unlock(&gm_heap_lock);
+            break;
+        }
+        pagealloc_claim(base, npages);
+        inflight.base = base;
+        inflight.npages = npages;
+        gm_unlock(&gm_heap_lock);
+        bool ok = os_release((void *)base, npages << GM_PAGE_SHIFT, gm_opt.madvdontneed != 0);
+        gm_lock(&gm_heap_lock);
+        pagealloc_unclaim(base, npages, ok);
+        inflight.npages = 0;
+        gm_unlock(&gm_heap_lock);
+        if (!ok) break; /* madvise refused (seccomp, odd kernel): stop rather than spin */
+        done += npages << GM_PAGE_SHIFT;
+    }
+    atomic_fetch_add_explicit(&released_total, done, memory_order_relaxed);
+    return done;
+}
+
+size_t scavenger_release_all(void) {
+    gm_lock(&gm_heap_lock);
+    pagealloc_scavenge_reset();
+    gm_unlock(&gm_heap_lock);
+    size_t n = release(SIZE_MAX);
+    atomic_fetch_add_explicit(&released_eager, n, memory_order_relaxed);
+    return n;
+}
+
+/* ---- scavtrace ---- */
+
+static void trace(bool forced) {
+    static atomic_uint_fast64_t last_ns;
+    uint64_t now = now_ns(CLOCK_MONOTONIC);
+    uint64_t last = atomic_load(&last_ns);
+    if (!forced && now - last < 1000000000ull) return; /* at most once a second */
+    if (!atomic_compare_exchange_strong(&last_ns, &last, now)) return;
+    uint64_t bg = atomic_exchange(&released_bg, 0), eager = atomic_exchange(&released_eager, 0);
+    if (bg == 0 && eager == 0 && !forced) return;
+    gm_lock(&gm_heap_lock);
+    mheap_stats h;
+    mheap_read_stats_locked(&h);
+    gm_unlock(&gm_heap_lock);
+    uint64_t retained = h.heap_sys - h.heap_released;
+    gm_buf b;
+    gm_buf_init(&b, STDERR_FILENO);
+    gm_buf_puts(&b, "gomalloc: scav ");
+    gm_buf_putu(&b, bg >> 10);
+    gm_buf_puts(&b, " KiB work (bg), ");
+    gm_buf_putu(&b, eager >> 10);
+    gm_buf_puts(&b, " KiB work (eager), ");
+    gm_buf_putu(&b, h.heap_released >> 10);
+    gm_buf_puts(&b, " KiB now, ");
+    gm_buf_putu(&b, retained ? h.heap_inuse * 100 / retained : 100);
+    gm_buf_puts(&b, forced ? "% util (forced)\n" : "% util\n");
+    gm_buf_flush(&b);
+}
+
+/* ---- the background thread ---- */
+
+static long futex(atomic_int *addr, int op, int val, const struct timespec *timeout) {
+    return syscall(SYS_futex, addr, op, val, timeout, NULL, 0);
+}
+
+static void sleep_ns(uint64_t ns, bool wakeable) {
+    struct timespec ts = {.tv_sec = (time_t)(ns / 1000000000ull), .tv_nsec = (long)(ns % 1000000000ull)};
+    if (!wakeable) {
+        while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+        }
+        return;
+    }
+    atomic_store(&scav_parked, 1);
+    futex(&scav_parked, FUTEX_WAIT_PRIVATE, 1, &ts);
+    atomic_store(&scav_parked, 0);
+}
+
+/* Go's pacing: work in bursts of at least 1 ms of this thread's CPU time, then sleep so
+ * that work is `fraction` of the time: 1% of every CPU, as Go's scavengePercent (2% of one
+ * core on a 2-core machine). The CPU time is measured, so slow madvise calls lengthen the
+ * sleep instead of raising the share. */
+static void *scavenger_main(void *arg) {
+    (void)arg;
+    prctl(PR_SET_NAME, "gomalloc-scav", 0, 0, 0);
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    double fraction = 0.01 * (double)(ncpu > 0 ? ncpu : 1);
+    if (fraction > 0.5) fraction = 0.5;
+    for (;;) {
+        bool force;
+        gm_lock(&gm_heap_lock);
+        size_t over = overage_locked(&force);
+        mheap_stats h;
+        mheap_read_stats_locked(&h);
+        gm_unlock(&gm_heap_lock);
+        if (over == 0) {
+            /* Nothing to do now. If memory above heap_inuse is only held by the peak
+             * window, look again when the window has moved; else wait to be woken. */
+            bool waiting_on_window = h.heap_sys - h.heap_released > h.heap_inuse / 100 * (100 + RETAIN_EXTRA_PERCENT) + (64 << 10);
+            sleep_ns((uint64_t)(waiting_on_window ? PEAK_BUCKET_MS : IDLE_POLL_MS) * 1000000ull, true);
+            continue;
+        }
+        uint64_t t0 = now_ns(CLOCK_THREAD_CPUTIME_ID), worked = 0;
+        size_t done = 0;
+        if (force) {
+            gm_lock(&gm_heap_lock);
+            pagealloc_scavenge_reset();
+            gm_unlock(&gm_heap_lock);
+        }
+        while (done < over && worked < MIN_WORK_NS) {
+            size_t n = release(over - done < (RUN_PAGES << GM_PAGE_SHIFT) ? over - done : RUN_PAGES << GM_PAGE_SHIFT);
+            if (n == 0) break;
+            done += n;
+            worked = now_ns(CLOCK_THREAD_CPUTIME_ID) - t0;
+        }
+        atomic_fetch_add_explicit(&released_bg, done, memory_order_relaxed);
+        if (gm_opt.scavtrace) trace(false);
+        if (done == 0) {
+            sleep_ns((uint64_t)IDLE_POLL_MS * 1000000ull, true);
+            continue;
+        }
+        if (worked < MIN_WORK_NS) worked = MIN_WORK_NS;
+        sleep_ns((uint64_t)((double)worked * (1.0 - fraction) / fraction), false);
+    }
+    return NULL;
+}
+
+/* Starts the thread once. Called only from allocation slow paths with no allocator lock
+ * held (pthread_create allocates). All signals are blocked in it, so process-directed
+ * signals always go to the program's own threads; it is detached and small, and never
+ * keeps the process alive. */
+static void start_thread(void) {
+    int expect = 0;
+    if (!atomic_compare_exchange_strong(&scav_state, &expect, 1)) return;
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_attr_setstacksize(&attr, 64 << 10);
+    pthread_t t;
+    int saved = errno;
+    int rc = pthread_create(&t, &attr, scavenger_main, NULL);
+    errno = saved;
+    pthread_attr_destroy(&attr);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    atomic_store(&scav_state, rc == 0 ? 2 : 0);
+}
+
+/* ---- hooks from the heap ---- */
+
+/* From allocation slow paths (mheap_alloc_span), no lock held. grown = bytes the heap
+ * just grew by (0 if it did not). Releases eagerly when the growth pushed retained memory
+ * over the goal (Go: the heap grew because free fragments were too small, so give them
+ * back) or committed memory over the limit, and starts the thread once the heap has
+ * something to give back or has grown past its first arenas. */
+void scavenger_after_alloc(size_t grown) {
+    bool force;
+    gm_lock(&gm_heap_lock);
+    size_t over = overage_locked(&force);
+    mheap_stats h;
+    mheap_read_stats_locked(&h);
+    gm_unlock(&gm_heap_lock);
+    if (over > 0 && (force || grown > 0)) {
+        size_t want = force ? over : (over < grown ? over : grown);
+        if (force) {
+            gm_lock(&gm_heap_lock);
+            pagealloc_scavenge_reset();
+            gm_unlock(&gm_heap_lock);
+        }
+        atomic_fetch_add_explicit(&released_eager, release(want), memory_order_relaxed);
+        if (gm_opt.scavtrace) trace(false);
+    }
+    if (gm_opt.scavenger && atomic_load_explicit(&scav_state, memory_order_relaxed) == 0 &&
+        !atomic_load_explicit(&scav_exiting, memory_order_relaxed) &&
+        (over > 0 || h.heap_sys > 2 * GM_ARENA_SIZE))
+        start_thread();
+}
+
+/* From free paths after pages went back to the heap, no lock held: wakes a parked thread
+ * (one futex syscall, only when it is parked). Never creates it. */
+void scavenger_kick(void) {
+    if (atomic_load_explicit(&scav_parked, memory_order_relaxed) &&
+        atomic_exchange_explicit(&scav_parked, 0, memory_order_relaxed))
+        futex(&scav_parked, FUTEX_WAKE_PRIVATE, 1, NULL);
+}
+
+/* The fork child has no scavenger thread: the next allocation slow path makes one. A
+ * run the parent was releasing stays claimed in the child's copy; hand it back. */
+void scavenger_fork_child(void) {
+    atomic_store(&scav_state, 0);
+    atomic_store(&scav_parked, 0);
+    if (inflight.npages) {
+        pagealloc_unclaim(inflight.base, inflight.npages, false);
+        inflight.npages = 0;
+    }
+}
+
+__attribute__((destructor)) static void scavenger_at_exit(void) { atomic_store(&scav_exiting, 1); }
+
+/* ---- public API ---- */
+
+int64_t gm_set_memory_limit(int64_t bytes) {
+    if (bytes < 0) return atomic_load(&scav_limit);
+    int64_t old = atomic_exchange(&scav_limit, bytes);
+    if (bytes < old) scavenger_kick();
+    return old;
+}
+
+void scavenger_init(void) {
+    if (gm_opt.memlimit > 0) atomic_store(&scav_limit, gm_opt.memlimit);
+}
+
+void gm_free_os_memory(void) {
+    if (atomic_load_explicit(&gm_init_state, memory_order_acquire) == 0) return;
+    scavenger_release_all();
+    if (gm_opt.scavtrace) trace(true);
+}
+
+uint64_t scavenger_released_total(void) { return atomic_load_explicit(&released_total, memory_order_relaxed); }
