@@ -18,9 +18,11 @@
 #define RUN_PAGES 256               /* up to 2 MiB per madvise: see docs/scavenger.md */
 #define RETAIN_EXTRA_PERCENT 10     /* Go's retainExtraPercent */
 #define LIMIT_GOAL_PERCENT 95       /* Go's memory-limit goal: 95% of the limit */
-#define PEAK_BUCKET_MS 100
-#define PEAK_BUCKETS 5              /* the peak window: 500 ms */
+#define PEAK_BUCKET_MS 50
+#define PEAK_BUCKETS 5              /* the peak window: 250 ms */
 #define MIN_WORK_NS 1000000ull      /* Go's minScavWorkTime: 1 ms per burst */
+#define MAX_BURST_NS 10000000ull    /* one burst at most 10 ms of CPU */
+#define TOKEN_CAP_NS 50000000ull    /* at most 50 ms of CPU banked */
 #define IDLE_POLL_MS 1000
 
 /* ---- state ---- */
@@ -61,7 +63,7 @@ void scavenger_note_inuse(uint64_t inuse) {
     if (inuse > peak.max[i]) peak.max[i] = inuse;
 }
 
-/* pre: heap lock held. The most heap_inuse seen in the last 500 ms (and now). */
+/* pre: heap lock held. The most heap_inuse seen in the last 250 ms (and now). */
 static uint64_t recent_peak(uint64_t inuse) {
     uint64_t b = now_ns(CLOCK_MONOTONIC_COARSE) / (PEAK_BUCKET_MS * 1000000ull);
     uint64_t p = inuse;
@@ -183,17 +185,25 @@ static void sleep_ns(uint64_t ns, bool wakeable) {
     atomic_store(&scav_parked, 0);
 }
 
-/* Go's pacing: work in bursts of at least 1 ms of this thread's CPU time, then sleep so
- * that work is `fraction` of the time: 1% of every CPU, as Go's scavengePercent (2% of one
- * core on a 2-core machine). The CPU time is measured, so slow madvise calls lengthen the
- * sleep instead of raising the share. */
+/* Pacing: the thread may use `fraction` of one core on average: 1% of every CPU, Go's
+ * scavengePercent (2% of one core on a 2-core machine). Like Go it works in bursts of at
+ * least 1 ms of its own measured CPU time and sleeps in between; unlike Go's controller,
+ * the budget it did not need while idle is banked (a token bucket, at most 50 ms), so a
+ * big free is returned within seconds while the average over any run stays at the
+ * fraction. Measured CPU time is charged, so slow madvise calls lengthen the sleep. */
 static void *scavenger_main(void *arg) {
     (void)arg;
     prctl(PR_SET_NAME, "gomalloc-scav", 0, 0, 0);
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     double fraction = 0.01 * (double)(ncpu > 0 ? ncpu : 1);
     if (fraction > 0.5) fraction = 0.5;
+    double tokens = 0; /* ns of CPU the thread may still use */
+    uint64_t last = now_ns(CLOCK_MONOTONIC);
     for (;;) {
+        uint64_t now = now_ns(CLOCK_MONOTONIC);
+        tokens += (double)(now - last) * fraction;
+        if (tokens > TOKEN_CAP_NS) tokens = TOKEN_CAP_NS;
+        last = now;
         bool force;
         gm_lock(&gm_heap_lock);
         size_t over = overage_locked(&force);
@@ -203,31 +213,35 @@ static void *scavenger_main(void *arg) {
         if (over == 0) {
             /* Nothing to do now. If memory above heap_inuse is only held by the peak
              * window, look again when the window has moved; else wait to be woken. */
-            bool waiting_on_window = h.heap_sys - h.heap_released > h.heap_inuse / 100 * (100 + RETAIN_EXTRA_PERCENT) + (64 << 10);
+            bool waiting_on_window = h.heap_sys - h.heap_released >
+                                     h.heap_inuse / 100 * (100 + RETAIN_EXTRA_PERCENT) + (64 << 10);
             sleep_ns((uint64_t)(waiting_on_window ? PEAK_BUCKET_MS : IDLE_POLL_MS) * 1000000ull, true);
             continue;
         }
-        uint64_t t0 = now_ns(CLOCK_THREAD_CPUTIME_ID), worked = 0;
-        size_t done = 0;
+        if (tokens < MIN_WORK_NS) {
+            sleep_ns((uint64_t)((MIN_WORK_NS - tokens) / fraction), false);
+            continue;
+        }
         if (force) {
             gm_lock(&gm_heap_lock);
             pagealloc_scavenge_reset();
             gm_unlock(&gm_heap_lock);
         }
-        while (done < over && worked < MIN_WORK_NS) {
-            size_t n = release(over - done < (RUN_PAGES << GM_PAGE_SHIFT) ? over - done : RUN_PAGES << GM_PAGE_SHIFT);
+        double budget = tokens < MAX_BURST_NS ? tokens : MAX_BURST_NS;
+        uint64_t t0 = now_ns(CLOCK_THREAD_CPUTIME_ID), worked = 0;
+        size_t done = 0;
+        while (done < over && (double)worked < budget) {
+            size_t chunk = RUN_PAGES << GM_PAGE_SHIFT;
+            size_t n = release(over - done < chunk ? over - done : chunk);
             if (n == 0) break;
             done += n;
             worked = now_ns(CLOCK_THREAD_CPUTIME_ID) - t0;
         }
+        if (worked < 50000) worked = 50000; /* charge at least the checks */
+        tokens -= (double)worked;
         atomic_fetch_add_explicit(&released_bg, done, memory_order_relaxed);
         if (gm_opt.scavtrace) trace(false);
-        if (done == 0) {
-            sleep_ns((uint64_t)IDLE_POLL_MS * 1000000ull, true);
-            continue;
-        }
-        if (worked < MIN_WORK_NS) worked = MIN_WORK_NS;
-        sleep_ns((uint64_t)((double)worked * (1.0 - fraction) / fraction), false);
+        if (done == 0) sleep_ns((uint64_t)IDLE_POLL_MS * 1000000ull, true);
     }
     return NULL;
 }
@@ -263,6 +277,10 @@ static void start_thread(void) {
  * back) or committed memory over the limit, and starts the thread once the heap has
  * something to give back or has grown past its first arenas. */
 void scavenger_after_alloc(size_t grown) {
+    /* The common case costs three relaxed loads: no growth, no limit, thread running. */
+    bool limited = atomic_load_explicit(&scav_limit, memory_order_relaxed) != INT64_MAX;
+    bool unstarted = gm_opt.scavenger && atomic_load_explicit(&scav_state, memory_order_relaxed) == 0;
+    if (grown == 0 && !limited && !unstarted) return;
     bool force;
     gm_lock(&gm_heap_lock);
     size_t over = overage_locked(&force);
