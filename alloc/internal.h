@@ -87,7 +87,18 @@ void *os_alloc_meta(size_t size);
 void os_write_all(int fd, const char *buf, size_t len);
 void os_random(void *buf, size_t len);
 size_t os_physical_memory(void);
+bool os_protect(void *p, size_t size, bool accessible);
 int os_dup_high(int fd);
+/* Fault injection (built with -Dfault_injection=true, i.e. GM_FAULT_INJECTION=1): calls
+ * of the given kinds are counted from 1 after this call, and calls nth..nth+count-1 fail
+ * (count 0 = every call from nth on; nth 0 disarms). A failed reserve/meta returns NULL,
+ * a failed release returns false. GOMALLOC_FAULT=kind:N[:COUNT] arms the same at first
+ * use. os_fault_fired() counts the failures injected since arming. */
+enum { OS_FAULT_RESERVE = 1, OS_FAULT_META = 2, OS_FAULT_MMAP = 3, OS_FAULT_MADVISE = 4 };
+#if GM_FAULT_INJECTION
+void os_fault_set(unsigned kinds, uint64_t nth, uint64_t count);
+uint64_t os_fault_fired(void);
+#endif
 
 /* ==== print.c: formatting without stdio or malloc ==== */
 typedef struct gm_buf {
@@ -105,6 +116,9 @@ void gm_buf_putx(gm_buf *b, uint64_t v);
 void gm_buf_putu_w(gm_buf *b, uint64_t v, int width);
 
 /* ==== options.c (options.def is the single table) ==== */
+#ifndef GM_SECURE_DEFAULT
+#define GM_SECURE_DEFAULT 0 /* meson -Dsecure=true builds secure mode in */
+#endif
 enum gm_stats_mode { GM_STATS_OFF = 0, GM_STATS_TEXT = 1, GM_STATS_JSON = 2 };
 typedef struct gm_options {
 #define GM_OPTION(name, type, def, desc) int64_t name;
@@ -143,7 +157,7 @@ typedef struct mspan {
     uint8_t list;
     uint8_t incache;
     uint8_t needzero;          /* some page was written before: calloc must clear */
-    uint8_t large_aligned;     /* large object placed at an alignment above a page */
+    uint8_t guard;             /* large object with a PROT_NONE guard page after it (secure) */
     uint64_t alloc_cache;      /* inverted alloc_bits window starting at freeindex */
     void *deferred;            /* frees that arrived while incache (under mcentral lock) */
     uint64_t alloc_bits[GM_MAX_NELEMS / 64];
@@ -294,6 +308,13 @@ typedef struct gm_freelist {
     uint64_t nfree;   /* cumulative objects freed into this list */
 } gm_freelist;
 
+/* The owner's counter updates: it is the only writer, so a plain read plus an atomic store
+ * (a single `mov` on x86-64 and aarch64) is enough for gm_read_memstats's reader, which
+ * loads them with acquire. nfree is released: a reader that sees a free also sees what
+ * the owner did before it. */
+GM_INLINE void gm_count_malloc(gm_freelist *fl) { __atomic_store_n(&fl->nmalloc, fl->nmalloc + 1, __ATOMIC_RELAXED); }
+GM_INLINE void gm_count_free(gm_freelist *fl) { __atomic_store_n(&fl->nfree, fl->nfree + 1, __ATOMIC_RELEASE); }
+
 GM_INLINE int64_t freelist_len_minus_cap(const gm_freelist *fl) {
     return (int64_t)(fl->nfree - fl->nmalloc) - fl->cap;
 }
@@ -306,6 +327,10 @@ typedef struct mcache {
     mspan *alloc[GM_NUM_CLASSES];     /* span being carved, per class */
     uint32_t limit[GM_NUM_CLASSES];   /* most objects a class's list may hold */
     struct mcache *all_next, *all_prev;
+    /* Secure mode (secure.c) keeps its lists here, where the fast paths never look. */
+    void *secure_head[GM_NUM_CLASSES];
+    uint32_t secure_len[GM_NUM_CLASSES];
+    uint64_t rng;
 } mcache;
 
 /* The per-thread pointer: the allocator's only TLS (initial-exec). It never holds NULL, so
@@ -320,6 +345,9 @@ extern mcache mcache_new_marker, mcache_fallback_marker;
 void mcache_init_struct(mcache *c);
 /* Slow malloc for small classes: carve from the cached span, or swap it for a new one. */
 void *mcache_refill(mcache *c, unsigned sizeclass);
+/* Takes up to max objects (at least one unless out of memory) from the class's span,
+ * swapping a full span for another; counts them as taken. Returns how many. */
+unsigned mcache_carve(mcache *c, unsigned sizeclass, void **out, unsigned max);
 /* Moves the older half of the class's free list back to mcentral. */
 void mcache_flush(mcache *c, unsigned sizeclass);
 /* Empties every list and hands every span back (thread exit). */
@@ -341,6 +369,13 @@ void mcache_sum_counters(uint64_t nmalloc[GM_NUM_CLASSES], uint64_t nfree[GM_NUM
 /* Test hook: called between the two passes when set (tests/test_stats.c widens the window
  * a torn read would need, so the test can catch a wrong order). NULL in real use. */
 extern void (*gm_stats_between_passes_hook)(void);
+
+/* ==== secure.c: GOMALLOC=secure=1/2 (docs/security.md); slow paths only ==== */
+extern uint64_t gm_secure_key;
+void secure_init_cache(mcache *c);
+void *secure_alloc(mcache *c, unsigned sizeclass);
+void secure_free(mcache *c, unsigned sizeclass, void *obj);
+void secure_release_all(mcache *c);
 
 /* ==== stats.c ==== */
 void stats_init(void); /* pre: options parsed */
@@ -377,7 +412,7 @@ GM_INLINE void *gm_malloc_inline(size_t size) {
         void **p = (void **)c->list[cl].head;
         if (gm_likely(p != NULL)) {
             c->list[cl].head = p[0];
-            c->list[cl].nmalloc++;
+            gm_count_malloc(&c->list[cl]);
             p[1] = NULL; /* clear the free mark */
             return p;
         }
@@ -402,7 +437,7 @@ GM_INLINE void gm_free_inline(void *ptr) {
             o[0] = fl->head;
             o[1] = (void *)(uintptr_t)gm_free_mark(ptr);
             fl->head = o;
-            fl->nfree++;
+            gm_count_free(fl);
             return;
         }
     }

@@ -88,10 +88,12 @@ static void *alloc_small(unsigned cl) {
     mcache *c = get_cache(&locked);
     gm_freelist *fl = &c->list[cl];
     void **p = fl->head;
-    if (p != NULL) {
+    if (gm_unlikely(gm_opt.secure)) {
+        p = secure_alloc(c, cl);
+    } else if (p != NULL) {
         fl->head = p[0];
         p[1] = NULL;
-        fl->nmalloc++;
+        gm_count_malloc(fl);
     } else {
         p = mcache_refill(c, cl);
     }
@@ -99,13 +101,28 @@ static void *alloc_small(unsigned cl) {
     return p;
 }
 
+/* In secure mode a large object is followed by a PROT_NONE guard page, so a linear
+ * overflow faults at once (if mprotect fails, e.g. at the VMA limit, it goes without). */
 static void *alloc_large(size_t size, size_t align_pages, bool zero) {
     size_t npages = (size + GM_PAGE_SIZE - 1) >> GM_PAGE_SHIFT;
-    mspan *s = mheap_alloc_span(npages, 0, align_pages);
+    bool guard = gm_opt.secure != 0;
+    mspan *s = mheap_alloc_span(npages + guard, 0, align_pages);
     if (s == NULL) return NULL;
+    if (guard) s->guard = os_protect((void *)(s->base + (npages << GM_PAGE_SHIFT)), GM_PAGE_SIZE, false);
     if (zero && s->needzero) memset((void *)s->base, 0, size);
     return (void *)s->base;
 }
+
+static void free_large(mspan *s) {
+    if (s->guard) {
+        os_protect((void *)(s->base + ((size_t)(s->npages - 1) << GM_PAGE_SHIFT)), GM_PAGE_SIZE, true);
+        s->guard = 0;
+    }
+    mheap_free_span(s);
+}
+
+/* Usable bytes of a live large object: its pages, less a guard page. */
+static size_t large_usable(const mspan *s) { return (size_t)(s->npages - s->guard) << GM_PAGE_SHIFT; }
 
 GM_NOINLINE void *gm_malloc_slow(size_t size, bool zero) {
     if (gm_unlikely(!gm_ensure_init())) goto oom;
@@ -130,19 +147,24 @@ static void free_small(mspan *s, void *ptr) {
     bool locked;
     mcache *c = get_cache(&locked);
     gm_freelist *fl = &c->list[cl];
+    if (gm_unlikely(gm_opt.secure)) {
+        secure_free(c, cl, ptr);
+        if (locked) mcache_unlock_fallback();
+        return;
+    }
     if (freelist_len_minus_cap(fl) >= 0) mcache_flush(c, cl);
     void **o = ptr;
     o[0] = fl->head;
     o[1] = (void *)(uintptr_t)gm_free_mark(ptr);
     fl->head = o;
-    fl->nfree++;
+    gm_count_free(fl);
     if (locked) mcache_unlock_fallback();
 }
 
 GM_NOINLINE void gm_free_slow(void *ptr) {
     mspan *s = check_live(ptr, "free()", FREE_INVALID, FREE_DOUBLE);
     if (s == NULL) return;
-    if (s->sizeclass == 0) mheap_free_span(s);
+    if (s->sizeclass == 0) free_large(s);
     else free_small(s, ptr);
 }
 
@@ -179,7 +201,7 @@ size_t gm_usable_size_impl(const void *ptr) {
     if (ptr == NULL) return 0;
     mspan *s = span_of((uintptr_t)ptr);
     if (s == NULL || s->state != MSPAN_INUSE) return 0;
-    if (s->sizeclass == 0) return (uintptr_t)ptr == s->base ? (size_t)s->npages << GM_PAGE_SHIFT : 0;
+    if (s->sizeclass == 0) return (uintptr_t)ptr == s->base ? large_usable(s) : 0;
     return mspan_is_slot(s, (uintptr_t)ptr) ? s->elemsize : 0;
 }
 
@@ -204,14 +226,18 @@ void *gm_realloc(void *ptr, size_t size) {
     }
     size_t old;
     if (s->sizeclass == 0) {
-        old = (size_t)s->npages << GM_PAGE_SHIFT;
+        old = large_usable(s);
         size_t npages = (size + GM_PAGE_SIZE - 1) >> GM_PAGE_SHIFT;
-        /* Large objects shrink and grow in place when the neighbouring pages allow. */
-        if (npages == s->npages) return ptr;
-        if (npages < s->npages || size > GM_MAX_SMALL_SIZE) {
-            if (mheap_resize_large(s, npages)) return ptr;
+        if (s->guard) {
+            if (size <= old) return ptr; /* a guarded object keeps its pages; grows by moving */
+        } else {
+            /* Large objects shrink and grow in place when the neighbouring pages allow. */
+            if (npages == s->npages) return ptr;
+            if (npages < s->npages || size > GM_MAX_SMALL_SIZE) {
+                if (mheap_resize_large(s, npages)) return ptr;
+            }
+            if (size <= old) return ptr;
         }
-        if (size <= old) return ptr;
     } else {
         old = s->elemsize;
         if (size <= old) return ptr; /* glibc keeps the pointer when the block still fits */

@@ -35,6 +35,7 @@ static uint32_t list_limit(unsigned cl) {
 void mcache_init_struct(mcache *c) {
     memset(c, 0, sizeof *c);
     for (unsigned cl = 1; cl < GM_NUM_CLASSES; cl++) c->list[cl].cap = c->limit[cl] = list_limit(cl);
+    if (gm_opt.secure) secure_init_cache(c);
 }
 
 /* Objects on the class's list right now (exact: see gm_freelist). */
@@ -63,38 +64,45 @@ static void list_retire(mcache *c) {
     gm_unlock(&gm_mcache_list_lock);
 }
 
-void *mcache_refill(mcache *c, unsigned cl) {
-    gm_freelist *fl = &c->list[cl];
-    /* Move a batch from the span to the (empty) list so the next mallocs hit the inline
-     * path. The batch enters the list without a free, so cap shrinks by its size; the
-     * object returned counts as a malloc without a pop, so cap shrinks by one more. */
-    unsigned batch = c->limit[cl] / 2;
-    if (batch > 32) batch = 32;
+unsigned mcache_carve(mcache *c, unsigned cl, void **out, unsigned max) {
     for (;;) {
         mspan *s = c->alloc[cl];
         if (s != NULL) {
-            void **first = mspan_next_free(s);
-            if (first != NULL) {
-                unsigned pushed = 0;
-                for (; pushed + 1 < batch; pushed++) {
-                    void **o = mspan_next_free(s);
-                    if (o == NULL) break;
-                    o[0] = fl->head;
-                    o[1] = (void *)(uintptr_t)gm_free_mark(o);
-                    fl->head = o;
-                }
-                fl->cap -= pushed + 1;
-                fl->nmalloc++;
-                first[1] = NULL;
-                return first;
+            unsigned n = 0;
+            while (n < max) {
+                void *o = mspan_next_free(s);
+                if (o == NULL) break;
+                out[n++] = o;
             }
+            if (n > 0) return n;
             c->alloc[cl] = NULL;
             mcentral_uncache_span(s);
         }
         s = mcentral_cache_span(cl);
-        if (s == NULL) return NULL;
+        if (s == NULL) return 0;
         c->alloc[cl] = s;
     }
+}
+
+void *mcache_refill(mcache *c, unsigned cl) {
+    gm_freelist *fl = &c->list[cl];
+    /* Move a batch from the span to the list so the next mallocs hit the inline path.
+     * The batch enters the list without a free, so cap shrinks by its size; the object
+     * returned counts as a malloc without a pop, so cap shrinks by one more. */
+    unsigned batch = c->limit[cl] / 2;
+    if (batch > 32) batch = 32;
+    void **got[32];
+    unsigned n = mcache_carve(c, cl, (void **)got, batch);
+    if (n == 0) return NULL;
+    for (unsigned i = 1; i < n; i++) {
+        got[i][0] = fl->head;
+        got[i][1] = (void *)(uintptr_t)gm_free_mark(got[i]);
+        fl->head = got[i];
+    }
+    fl->cap -= n;
+    gm_count_malloc(fl);
+    got[0][1] = NULL;
+    return got[0];
 }
 
 /* Called when a free finds the list full: keeps the most recently freed (cache-hot) half
@@ -113,6 +121,7 @@ void mcache_flush(mcache *c, unsigned cl) {
 }
 
 void mcache_release_all(mcache *c) {
+    if (gm_opt.secure) secure_release_all(c);
     for (unsigned cl = 1; cl < GM_NUM_CLASSES; cl++) {
         gm_freelist *fl = &c->list[cl];
         if (fl->head != NULL) {

@@ -18,7 +18,7 @@ void mspan_init_small(mspan *s, unsigned sizeclass) {
     s->incache = 0;
     s->list = MSPAN_LIST_NONE;
     s->deferred = NULL;
-    s->large_aligned = 0;
+    s->guard = 0;
     memset(s->alloc_bits, 0, sizeof s->alloc_bits);
 }
 
@@ -34,7 +34,7 @@ void mspan_init_large(mspan *s, size_t npages) {
     s->incache = 0;
     s->list = MSPAN_LIST_NONE;
     s->deferred = NULL;
-    s->large_aligned = 0;
+    s->guard = 0;
 }
 
 /* Loads alloc_bits starting at slot `from` (a multiple of 64), inverted so ctz finds the

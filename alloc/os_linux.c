@@ -15,12 +15,85 @@
 #define MAP_NORESERVE 0
 #endif
 
+#if GM_FAULT_INJECTION
+/* ---- fault injection (meson -Dfault_injection=true; compiled out otherwise) ----
+ * One armed rule at a time: calls of the armed kinds are numbered from 1 after arming,
+ * and calls first..last fail. Armed either by os_fault_set() (tests) or, at the first
+ * call of any hooked function, from GOMALLOC_FAULT=kind:N[:COUNT] in environ (COUNT
+ * calls fail from the N-th on; default 1, 0 = every call from the N-th). kind is mmap
+ * (arena reservations and metadata), reserve, meta or madvise. */
+static atomic_uint fault_mask;        /* OS_FAULT_* bits of the kinds being counted */
+static atomic_uint_fast64_t fault_calls, fault_fired;
+static atomic_uint_fast64_t fault_first, fault_last;
+static atomic_int fault_env_done;
+
+void os_fault_set(unsigned kinds, uint64_t nth, uint64_t count) {
+    atomic_store(&fault_env_done, 1); /* an explicit setting overrides the environment */
+    atomic_store(&fault_mask, 0);
+    atomic_store(&fault_first, nth);
+    atomic_store(&fault_last, count == 0 || nth + count < nth ? UINT64_MAX : nth + count - 1);
+    atomic_store(&fault_calls, 0);
+    atomic_store(&fault_fired, 0);
+    atomic_store(&fault_mask, nth == 0 ? 0u : kinds);
+}
+
+uint64_t os_fault_fired(void) { return atomic_load(&fault_fired); }
+
+static bool fault_prefix(const char **s, const char *word) {
+    size_t n = strlen(word);
+    if (strncmp(*s, word, n) != 0 || (*s)[n] != ':') return false;
+    *s += n + 1;
+    return true;
+}
+
+static uint64_t fault_number(const char **s) {
+    uint64_t v = 0;
+    while (**s >= '0' && **s <= '9') v = v * 10 + (uint64_t)(*(*s)++ - '0');
+    return v;
+}
+
+/* Parses GOMALLOC_FAULT from environ (no getenv, no allocation); a bad value is ignored. */
+static void fault_read_env(void) {
+    extern char **environ;
+    if (atomic_exchange(&fault_env_done, 1)) return;
+    for (char **e = environ; e != NULL && *e != NULL; e++) {
+        if (strncmp(*e, "GOMALLOC_FAULT=", 15) != 0) continue;
+        const char *s = *e + 15;
+        unsigned kinds = fault_prefix(&s, "mmap") ? OS_FAULT_MMAP
+                         : fault_prefix(&s, "reserve") ? OS_FAULT_RESERVE
+                         : fault_prefix(&s, "meta") ? OS_FAULT_META
+                         : fault_prefix(&s, "madvise") ? OS_FAULT_MADVISE : 0;
+        uint64_t nth = fault_number(&s), count = 1;
+        if (*s == ':') {
+            s++;
+            count = fault_number(&s);
+        }
+        if (kinds != 0 && *s == '\0') os_fault_set(kinds, nth, count);
+        return;
+    }
+}
+
+/* True when this call of kind must fail. */
+static bool fault_hit(unsigned kind) {
+    if (!atomic_load_explicit(&fault_env_done, memory_order_relaxed)) fault_read_env();
+    if (!(atomic_load_explicit(&fault_mask, memory_order_relaxed) & kind)) return false;
+    uint64_t n = atomic_fetch_add(&fault_calls, 1) + 1;
+    if (n < atomic_load(&fault_first) || n > atomic_load(&fault_last)) return false;
+    atomic_fetch_add(&fault_fired, 1);
+    return true;
+}
+#define FAULT(kind) gm_unlikely(fault_hit(kind))
+#else
+#define FAULT(kind) false
+#endif
+
 static void *os_mmap(void *hint, size_t size) {
     void *p = mmap(hint, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     return p == MAP_FAILED ? NULL : p;
 }
 
 void *os_reserve(size_t size, size_t align, uintptr_t hint) {
+    if (FAULT(OS_FAULT_RESERVE)) return NULL;
     int saved = errno;
     void *p = NULL;
     if (hint != 0) {
@@ -55,6 +128,7 @@ void os_unmap(void *p, size_t size) {
 }
 
 bool os_release(void *p, size_t size, bool dontneed) {
+    if (FAULT(OS_FAULT_MADVISE)) return false;
     int saved = errno;
     int rc = -1;
 #ifdef MADV_FREE
@@ -74,6 +148,7 @@ void os_nohugepage(void *p, size_t size) {
 }
 
 void *os_alloc_meta(size_t size) {
+    if (FAULT(OS_FAULT_META)) return NULL;
     int saved = errno;
     void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     errno = saved;
@@ -140,4 +215,12 @@ int os_dup_high(int fd) {
     int r = fcntl(fd, F_DUPFD_CLOEXEC, 200);
     errno = saved;
     return r;
+}
+
+/* Makes [p, p+size) inaccessible (guard pages, secure mode) or accessible again. */
+bool os_protect(void *p, size_t size, bool accessible) {
+    int saved = errno;
+    int rc = mprotect(p, size, accessible ? PROT_READ | PROT_WRITE : PROT_NONE);
+    errno = saved;
+    return rc == 0;
 }

@@ -1,0 +1,169 @@
+/* test_secure.c: secure mode's detections, run with GOMALLOC=secure=2 (tests/meson.build).
+ * Each misuse runs in a child whose stderr is a pipe; the parent checks the exact message
+ * and SIGABRT (or SIGSEGV for the guard page). Also: double frees are still caught, and
+ * fresh objects do not come out in address order. */
+#include <malloc.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "gm_test.h"
+#include "internal.h"
+
+/* Runs fn in a child; returns its termination signal and what it wrote to stderr. */
+static int run_child(void (*fn)(void), char *err, size_t cap) {
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    fflush(stdout); /* the child must not repeat the parent's buffered TAP lines */
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        /* cmocka catches SIGSEGV and friends to keep its runner going; the child must die */
+        signal(SIGSEGV, SIG_DFL);
+        signal(SIGBUS, SIG_DFL);
+        signal(SIGABRT, SIG_DFL);
+        dup2(fds[1], STDERR_FILENO);
+        close(fds[0]);
+        fn();
+        _exit(0); /* not reached when the misuse is caught */
+    }
+    close(fds[1]);
+    size_t len = 0;
+    ssize_t n;
+    while (len + 1 < cap && (n = read(fds[0], err + len, cap - 1 - len)) > 0) len += (size_t)n;
+    err[len] = 0;
+    close(fds[0]);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    return WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+}
+
+static void *volatile victim;
+static char expect[128];
+
+static void expect_abort(void (*fn)(void), const char *what) {
+    char err[4096];
+    int sig = run_child(fn, err, sizeof err);
+    snprintf(expect, sizeof expect, "gomalloc: %s %p\n", what, victim);
+    if (sig != SIGABRT) fail_msg("expected SIGABRT, got signal %d; stderr: %s", sig, err);
+    if (strstr(err, expect) == NULL) fail_msg("expected '%s' on stderr, got: %s", expect, err);
+}
+
+/* victim is allocated in the parent before the fork, so the child, which inherits the
+ * heap, misuses a block it really owns. */
+static void overwrite_link(void) {
+    void **p = victim;
+    free(p);
+    p[0] = (void *)0x4141414141414141ull; /* use after free: the list link */
+    for (int i = 0; i < 10000; i++) (void)malloc(48);
+}
+
+static void overwrite_mark(void) {
+    void **p = victim;
+    free(p);
+    p[1] = (void *)0x4242424242424242ull;
+    for (int i = 0; i < 10000; i++) (void)malloc(48);
+}
+
+static void overwrite_body(void) {
+    char *p = victim;
+    free(p);
+    p[40] = 'x'; /* past both list words: only the fill check (secure=2) sees it */
+    for (int i = 0; i < 10000; i++) (void)malloc(48);
+}
+
+static void double_free(void) {
+    free(victim);
+    for (int i = 0; i < 100; i++) free(malloc(48)); /* the first free is buried */
+    free(victim);
+}
+
+static void test_link_overwrite(void **state) {
+    (void)state;
+    victim = malloc(48);
+    expect_abort(overwrite_link, "heap corruption detected: free list link overwritten in");
+}
+
+static void test_mark_overwrite(void **state) {
+    (void)state;
+    victim = malloc(48);
+    expect_abort(overwrite_mark, "heap corruption detected: write after free in");
+}
+
+static void test_body_overwrite(void **state) {
+    (void)state;
+    assert_int_equal(gm_opt.secure, 2);
+    victim = malloc(48);
+    expect_abort(overwrite_body, "heap corruption detected: write after free in");
+}
+
+static void test_double_free(void **state) {
+    (void)state;
+    victim = malloc(48);
+    expect_abort(double_free, "free(): double free");
+}
+
+static void overflow_large(void) {
+    char *p = victim;
+    size_t n = malloc_usable_size(p);
+    p[n - 1] = 1;
+    p[n] = 1; /* the guard page */
+}
+
+static void test_guard_page(void **state) {
+    (void)state;
+    victim = malloc(100000);
+    char err[256];
+    int sig = run_child(overflow_large, err, sizeof err);
+    if (sig != SIGSEGV) fail_msg("a write past a large object must fault (signal %d)", sig);
+}
+
+/* Fresh objects come out of a span in random order, not ascending. */
+static void test_random_order(void **state) {
+    (void)state;
+    enum { N = 24 };
+    void *p[N];
+    for (int i = 0; i < N; i++) p[i] = malloc(2000); /* a class with few objects per span */
+    int ascending = 0, descending = 0;
+    for (int i = 1; i < N; i++) {
+        if (p[i] > p[i - 1]) ascending++;
+        else descending++;
+    }
+    if (ascending == N - 1 || descending == N - 1) fail_msg("objects came out in address order");
+    for (int i = 0; i < N; i++) free(p[i]);
+}
+
+/* Normal use still works, with contents kept, across many frees and reuses. */
+static void test_contents_survive(void **state) {
+    (void)state;
+    enum { N = 5000 };
+    static unsigned char *p[N];
+    for (int round = 0; round < 3; round++) {
+        for (int i = 0; i < N; i++) {
+            size_t n = 16 + (size_t)(i % 50) * 40;
+            p[i] = malloc(n);
+            memset(p[i], (unsigned char)i, n);
+        }
+        for (int i = 0; i < N; i += 2) free(p[i]);
+        for (int i = 1; i < N; i += 2) {
+            size_t n = 16 + (size_t)(i % 50) * 40;
+            for (size_t k = 0; k < n; k++)
+                if (p[i][k] != (unsigned char)i) fail_msg("block %d byte %zu changed", i, k);
+            free(p[i]);
+        }
+    }
+}
+
+int main(void) {
+    if (gm_opt.secure == 0) {
+        fprintf(stderr, "test_secure must run with GOMALLOC=secure=2\n");
+        return 1;
+    }
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_link_overwrite),  cmocka_unit_test(test_mark_overwrite),
+        cmocka_unit_test(test_body_overwrite),  cmocka_unit_test(test_double_free),
+        cmocka_unit_test(test_guard_page),      cmocka_unit_test(test_random_order),
+        cmocka_unit_test(test_contents_survive),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
