@@ -12,11 +12,15 @@ GM_PYTHON=/usr/bin/python3
 
 # Everything a developer or CI needs: build tools, test and bench libraries, the other
 # allocators bench/ compares against, and the tools the scripts and tests call.
+# libclang-rt-14-dev: clang's libFuzzer and sanitizer runtimes (the fuzz suite);
+# libubsan1, libtsan2: gcc's (the UBSan build and the tsan suite).
 GM_PACKAGES=(
   meson ninja-build gcc g++ clang pkg-config
   libcmocka-dev libbenchmark-dev
   libjemalloc2 libjemalloc-dev libmimalloc2.0 libmimalloc-dev libtcmalloc-minimal4
   python3 perl valgrind time
+  libpython3.11-testsuite sqlite3 git xz-utils zstd memcached
+  libclang-rt-14-dev libubsan1 libtsan2
 )
 
 gm_is_ci() { [[ ${CI:-} == true || ${CI:-} == 1 ]]; }
@@ -73,7 +77,7 @@ gm_build_source_of() {
 }
 
 gm_show_meson_log() {
-  local log=$GM_BUILD_DIR/meson-logs/meson-log.txt
+  local log=${1:-$GM_BUILD_DIR}/meson-logs/meson-log.txt
   if gm_is_ci && [[ -f $log ]]; then
     printf '\n---- last 60 lines of %s ----\n' "$log"
     tail -n 60 "$log"
@@ -83,9 +87,12 @@ gm_show_meson_log() {
 }
 
 # Configures build/ (fresh, reconfigured, or wiped when it is stale: made by another meson,
-# or for a source tree elsewhere, or half-made) and compiles it.
+# or for a source tree elsewhere, or half-made) and compiles it. Optional arguments: another
+# build dir, then meson setup options for it (gm_build build-ubsan -Db_sanitize=undefined).
 gm_build() {
-  local dir=$GM_BUILD_DIR src
+  local dir=${1:-$GM_BUILD_DIR} src
+  if (($# > 0)); then shift; fi
+  local opts=("$@")
   gm_step "configuring $dir/"
   gm_is_ci && gm_print_versions
   src=$(gm_build_source_of "$dir")
@@ -97,12 +104,12 @@ gm_build() {
     rm -rf "$dir"
   fi
   if [[ -f $dir/meson-private/coredata.dat ]]; then
-    if ! meson setup --reconfigure "$dir"; then
+    if ! meson setup --reconfigure "${opts[@]}" "$dir"; then
       gm_note "reconfigure failed: wiping $dir/ and configuring again"
-      meson setup --wipe "$dir" || { gm_show_meson_log; gm_die "meson setup failed"; }
+      meson setup --wipe "${opts[@]}" "$dir" || { gm_show_meson_log "$dir"; gm_die "meson setup failed"; }
     fi
   else
-    meson setup "$dir" || { gm_show_meson_log; gm_die "meson setup failed"; }
+    meson setup "${opts[@]}" "$dir" || { gm_show_meson_log "$dir"; gm_die "meson setup failed"; }
   fi
   gm_step "compiling $dir/"
   local verbose=()
@@ -110,22 +117,25 @@ gm_build() {
   meson compile -C "$dir" "${verbose[@]}" || gm_die "build failed (see the compiler output above)"
 }
 
-# Prints "N passed, N failed[, N skipped]" from a meson testlog.json. Exits 1 when anything
-# failed, 2 when no test ran and passed (none at all, or all skipped), 0 otherwise.
+# Prints "N passed, N failed[, N skipped]" over one or more meson testlog.json files (a
+# missing file counts nothing). Exits 1 when anything failed, 2 when no test ran and passed
+# (none at all, or all skipped), 0 otherwise.
 gm_test_summary() {
-  "$GM_PYTHON" - "$1" <<'EOF'
+  "$GM_PYTHON" - "$@" <<'EOF'
 import json, sys
 
 PASS = {"OK", "EXPECTEDFAIL"}
 SKIP = {"SKIP"}
 passed = failed = skipped = 0
 failures = []
-try:
-    with open(sys.argv[1]) as f:
-        lines = [l for l in f if l.strip()]
-except OSError:
-    lines = []
-for line in lines:
+lines = []
+for path in sys.argv[1:]:
+    try:
+        with open(path) as f:
+            lines += [(path, l) for l in f if l.strip()]
+    except OSError:
+        pass
+for path, line in lines:
     t = json.loads(line)
     result = t.get("result", "")
     if result in PASS:
@@ -134,7 +144,8 @@ for line in lines:
         skipped += 1
     else:  # FAIL, UNEXPECTEDPASS, TIMEOUT, ERROR, INTERRUPT
         failed += 1
-        failures.append(f"{t.get('name', '?')} ({result})")
+        where = "" if path == sys.argv[1] else f" [{path.split('/meson-logs/')[0]}]"
+        failures.append(f"{t.get('name', '?')}{where} ({result})")
 if failures:
     print("failed tests: " + ", ".join(failures))
 if passed == 0 and not failed:
