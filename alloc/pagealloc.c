@@ -125,6 +125,22 @@ static size_t chunk_index_of(uintptr_t addr) {
     return lo * GM_CHUNKS_PER_ARENA + (addr - ha->base) / CHUNK_BYTES;
 }
 
+/* Walks [base, base + npages) one chunk piece at a time: each call yields the chunk, the
+ * first page in it and how many pages of the range it holds; false when done. */
+typedef struct piece_iter {
+    uintptr_t base;
+    size_t left;
+} piece_iter;
+
+static bool next_piece(piece_iter *it, palloc_chunk **c, unsigned *pg, unsigned *k) {
+    if (it->left == 0) return false;
+    *c = chunk_of(it->base, pg);
+    *k = GM_CHUNK_PAGES - *pg < it->left ? GM_CHUNK_PAGES - *pg : (unsigned)it->left;
+    it->base += (uintptr_t)*k << GM_PAGE_SHIFT;
+    it->left -= *k;
+    return true;
+}
+
 bool pagealloc_add_arena(heap_arena *ha) {
     if (pa.narenas == pa.cap) {
         size_t ncap = pa.cap ? pa.cap * 2 : 64;
@@ -198,16 +214,13 @@ static uintptr_t find(size_t npages) {
 /* Marks [base, base+npages) in use; returns how many of those pages were released. */
 static size_t alloc_range(uintptr_t base, size_t npages) {
     size_t scav = 0;
-    while (npages > 0) {
-        unsigned pg;
-        palloc_chunk *c = chunk_of(base, &pg);
-        unsigned k = GM_CHUNK_PAGES - pg < npages ? GM_CHUNK_PAGES - pg : (unsigned)npages;
+    palloc_chunk *c;
+    unsigned pg, k;
+    for (piece_iter it = {base, npages}; next_piece(&it, &c, &pg, &k);) {
         scav += count_bits(c->scav, pg, k);
         set_bits(c->alloc, pg, k, true);
         set_bits(c->scav, pg, k, false);
         summarize(c);
-        base += (uintptr_t)k << GM_PAGE_SHIFT;
-        npages -= k;
     }
     pa.released_pages -= scav;
     pa.reused_pages += scav;
@@ -226,17 +239,13 @@ uintptr_t pagealloc_alloc(size_t npages, size_t align_pages, size_t *scav_pages)
 
 bool pagealloc_alloc_at(uintptr_t base, size_t npages, size_t *scav_pages) {
     /* Check every page is in the heap and free before claiming any. */
-    uintptr_t a = base;
-    size_t left = npages;
-    while (left > 0) {
-        if (arena_of(a) == NULL) return false;
-        unsigned pg;
-        palloc_chunk *c = chunk_of(a, &pg);
-        unsigned k = GM_CHUNK_PAGES - pg < left ? GM_CHUNK_PAGES - pg : (unsigned)left;
+    for (size_t i = 0; i < npages; i += GM_CHUNK_PAGES)
+        if (arena_of(base + (i << GM_PAGE_SHIFT)) == NULL) return false;
+    if (arena_of(base + ((npages - 1) << GM_PAGE_SHIFT)) == NULL) return false;
+    palloc_chunk *c;
+    unsigned pg, k;
+    for (piece_iter it = {base, npages}; next_piece(&it, &c, &pg, &k);)
         if (count_bits(c->alloc, pg, k) != 0) return false;
-        a += (uintptr_t)k << GM_PAGE_SHIFT;
-        left -= k;
-    }
     *scav_pages = alloc_range(base, npages);
     return true;
 }
@@ -246,14 +255,11 @@ void pagealloc_free(uintptr_t base, size_t npages) {
     if (ci < pa.hint) pa.hint = ci;
     size_t last = chunk_index_of(base + ((npages - 1) << GM_PAGE_SHIFT));
     if (last >= pa.scav_cursor) pa.scav_cursor = last + 1;
-    while (npages > 0) {
-        unsigned pg;
-        palloc_chunk *c = chunk_of(base, &pg);
-        unsigned k = GM_CHUNK_PAGES - pg < npages ? GM_CHUNK_PAGES - pg : (unsigned)npages;
+    palloc_chunk *c;
+    unsigned pg, k;
+    for (piece_iter it = {base, npages}; next_piece(&it, &c, &pg, &k);) {
         set_bits(c->alloc, pg, k, false);
         summarize(c);
-        base += (uintptr_t)k << GM_PAGE_SHIFT;
-        npages -= k;
     }
 }
 
@@ -290,31 +296,23 @@ void pagealloc_scavenge_reset(void) { pa.scav_cursor = nchunks(); }
 /* The scavenger's claim on a run while it releases it without the heap lock: the pages
  * look allocated, so no span can be carved from them meanwhile. */
 void pagealloc_claim(uintptr_t base, size_t npages) {
-    while (npages > 0) {
-        unsigned pg;
-        palloc_chunk *c = chunk_of(base, &pg);
-        unsigned k = GM_CHUNK_PAGES - pg < npages ? GM_CHUNK_PAGES - pg : (unsigned)npages;
+    palloc_chunk *c;
+    unsigned pg, k;
+    for (piece_iter it = {base, npages}; next_piece(&it, &c, &pg, &k);) {
         set_bits(c->alloc, pg, k, true);
         summarize(c);
-        base += (uintptr_t)k << GM_PAGE_SHIFT;
-        npages -= k;
     }
 }
 
 /* Ends a claim: the pages are free again, and released when `released` says madvise
  * succeeded. */
 void pagealloc_unclaim(uintptr_t base, size_t npages, bool released) {
-    size_t n = npages;
-    uintptr_t b = base;
-    while (n > 0) {
-        unsigned pg;
-        palloc_chunk *c = chunk_of(b, &pg);
-        unsigned k = GM_CHUNK_PAGES - pg < n ? GM_CHUNK_PAGES - pg : (unsigned)n;
+    palloc_chunk *c;
+    unsigned pg, k;
+    for (piece_iter it = {base, npages}; next_piece(&it, &c, &pg, &k);) {
         set_bits(c->alloc, pg, k, false);
         if (released) set_bits(c->scav, pg, k, true);
         summarize(c);
-        b += (uintptr_t)k << GM_PAGE_SHIFT;
-        n -= k;
     }
     if (released) pa.released_pages += npages;
     size_t ci = chunk_index_of(base);

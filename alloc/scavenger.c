@@ -97,6 +97,15 @@ static size_t overage_locked(bool *force) {
     return over;
 }
 
+/* overage_locked under the heap lock, with the heap's numbers at the same moment. */
+static size_t overage(bool *force, mheap_stats *h) {
+    gm_lock(&gm_heap_lock);
+    size_t over = overage_locked(force);
+    mheap_read_stats_locked(h);
+    gm_unlock(&gm_heap_lock);
+    return over;
+}
+
 /* ---- releasing ---- */
 
 /* Releases up to max_bytes of free pages, highest addresses first, one run per heap-lock
@@ -205,11 +214,8 @@ static void *scavenger_main(void *arg) {
         if (tokens > TOKEN_CAP_NS) tokens = TOKEN_CAP_NS;
         last = now;
         bool force;
-        gm_lock(&gm_heap_lock);
-        size_t over = overage_locked(&force);
         mheap_stats h;
-        mheap_read_stats_locked(&h);
-        gm_unlock(&gm_heap_lock);
+        size_t over = overage(&force, &h);
         if (over == 0) {
             /* Nothing to do now. If memory above heap_inuse is only held by the peak
              * window, look again when the window has moved; else wait to be woken. */
@@ -282,11 +288,8 @@ void scavenger_after_alloc(size_t grown) {
     bool unstarted = gm_opt.scavenger && atomic_load_explicit(&scav_state, memory_order_relaxed) == 0;
     if (grown == 0 && !limited && !unstarted) return;
     bool force;
-    gm_lock(&gm_heap_lock);
-    size_t over = overage_locked(&force);
     mheap_stats h;
-    mheap_read_stats_locked(&h);
-    gm_unlock(&gm_heap_lock);
+    size_t over = overage(&force, &h);
     if (over > 0 && (force || grown > 0)) {
         size_t want = force ? over : (over < grown ? over : grown);
         if (force) {
