@@ -6,6 +6,7 @@
 
 #include <dlfcn.h>
 #include <stdint.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -102,6 +103,17 @@ static inline const char *bench_malloc_name(void)
 static inline unsigned long bench_arg(int argc, char **argv, int i, unsigned long dflt)
 {
     return argc > i ? strtoul(argv[i], NULL, 0) : dflt;
+}
+
+/* Resident set size now, in KiB, from /proc/self/statm (0 if unreadable). */
+static inline unsigned long bench_rss_kib(void)
+{
+    unsigned long size = 0, resident = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (!f) return 0;
+    if (fscanf(f, "%lu %lu", &size, &resident) != 2) resident = 0;
+    fclose(f);
+    return resident * (unsigned long)(sysconf(_SC_PAGESIZE) / 1024);
 }
 
 #endif /* BENCH_COMMON_H */

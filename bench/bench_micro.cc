@@ -1,5 +1,6 @@
-// bench_micro: google-benchmark micro benchmarks of the malloc API: malloc+free pairs per size
-// and for random sizes, batches of 1000, calloc, aligned_alloc(64, n), realloc growth. Calls
+// bench_micro: google-benchmark micro benchmarks of the malloc API: malloc+free pairs at every
+// gomalloc size-class edge up to 32 KiB (and one byte past a few), random sizes, batches of 1000,
+// calloc, aligned_alloc, realloc in place and growth. Calls
 // plain malloc, so one binary runs under any allocator: LD_PRELOAD=build/alloc/libgomalloc.so build/bench/bench_micro
 #include <benchmark/benchmark.h>
 #include <dlfcn.h>
@@ -35,7 +36,19 @@ void BM_malloc_free(benchmark::State &st) {
     }
     st.SetItemsProcessed(st.iterations());
 }
-BENCHMARK(BM_malloc_free)->RangeMultiplier(2)->Range(16, 4096);
+// Every size-class edge (gomalloc's class sizes, Go's table without 8 and 24 B; the powers of two
+// among them are the usual edges of other allocators too), plus one byte past some edges.
+void ClassEdges(benchmark::internal::Benchmark *b) {
+    static const int kClass[] = {
+        16, 32, 48, 64, 80, 96, 112, 128, 144, 160, 176, 192, 208, 224, 240, 256, 288, 320, 352,
+        384, 416, 448, 480, 512, 576, 640, 704, 768, 896, 1024, 1152, 1280, 1408, 1536, 1792, 2048,
+        2304, 2688, 3072, 3200, 3456, 4096, 4864, 5376, 6144, 6528, 6784, 6912, 8192, 9472, 9728,
+        10240, 10880, 12288, 13568, 14336, 16384, 18432, 19072, 20480, 21760, 24576, 27264, 28672,
+        32768};
+    for (int n : kClass) b->Arg(n);
+    for (int n : {17, 129, 257, 1025, 4097, 32769}) b->Arg(n);
+}
+BENCHMARK(BM_malloc_free)->Apply(ClassEdges);
 BENCHMARK(BM_malloc_free)->Arg(64)->Threads(2)->UseRealTime();
 
 void BM_malloc_free_random(benchmark::State &st) {
@@ -76,7 +89,7 @@ void BM_calloc(benchmark::State &st) {
     }
     st.SetItemsProcessed(st.iterations());
 }
-BENCHMARK(BM_calloc)->Arg(16)->Arg(256)->Arg(4096);
+BENCHMARK(BM_calloc)->Arg(16)->Arg(256)->Arg(4096)->Arg(65536);
 
 void BM_aligned_alloc64(benchmark::State &st) {
     const size_t n = (size_t)st.range(0);
@@ -88,6 +101,34 @@ void BM_aligned_alloc64(benchmark::State &st) {
     st.SetItemsProcessed(st.iterations());
 }
 BENCHMARK(BM_aligned_alloc64)->Arg(64)->Arg(256)->Arg(1024);
+
+void BM_aligned_alloc4096(benchmark::State &st) {
+    const size_t n = (size_t)st.range(0);
+    for (auto _ : st) {
+        void *p = aligned_alloc(4096, n);
+        benchmark::DoNotOptimize(p);
+        std::free(p);
+    }
+    st.SetItemsProcessed(st.iterations());
+}
+BENCHMARK(BM_aligned_alloc4096)->Arg(4096)->Arg(65536);
+
+// realloc that stays in place: alternate between n and n - 8 bytes (same size class in every
+// allocator here), writing the last byte. Items are realloc calls.
+void BM_realloc_inplace(benchmark::State &st) {
+    const size_t n = (size_t)st.range(0);
+    char *p = (char *)std::malloc(n);
+    size_t cur = n;
+    for (auto _ : st) {
+        cur = cur == n ? n - 8 : n;
+        p = (char *)std::realloc(p, cur);
+        p[cur - 1] = 1;
+        benchmark::DoNotOptimize(p);
+    }
+    std::free(p);
+    st.SetItemsProcessed(st.iterations());
+}
+BENCHMARK(BM_realloc_inplace)->Arg(64)->Arg(1024)->Arg(16384)->Arg(262144);
 
 // Grow a block from 16 B to range(0) in 16-byte steps (the in-place growth case), touching the
 // last byte each time so a copying realloc is not free.

@@ -2,9 +2,11 @@
 """compare.py: runs the bench programs of a meson build dir under glibc, jemalloc, mimalloc,
 tcmalloc and gomalloc (LD_PRELOAD), interleaved per repetition; prints median time and peak RSS
 with gomalloc/X ratios, checks checksums agree, writes a CSV. --callgrind: instructions per
-malloc+free pair under valgrind. Python 3 stdlib only. Usage: bench/compare.sh BUILDDIR [-h]"""
+malloc+free pair under valgrind. --report DIR: both, plus DIR/report.md and a chart (report.py).
+Python 3 stdlib only. Usage: bench/compare.sh BUILDDIR [-h]"""
 
 import argparse
+import datetime
 import csv
 import json
 import math
@@ -18,6 +20,9 @@ import tempfile
 import threading
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import callgrind as cg  # noqa: E402
+
 LIBDIR = '/usr/lib/x86_64-linux-gnu'
 TIME = '/usr/bin/time'
 # name, default preload path (None = the system malloc), substring of its object file name
@@ -29,13 +34,28 @@ ALLOCATORS = [
     ('gomalloc', '{build}/alloc/libgomalloc.so', 'gomalloc'),
 ]
 SHORT = {'glibc': 'glibc', 'jemalloc': 'je', 'mimalloc': 'mi', 'tcmalloc': 'tc', 'gomalloc': 'gm'}
-# workload name -> argv relative to BUILDDIR/bench (each ~1-3 s on 2 cores)
+# workload name -> argv relative to BUILDDIR/bench (each ~0.2-3 s on 2 cores). Names ending in
+# -<N>t form the scalability table: the same total work split over N threads.
 WORKLOADS = [
     ('churn', ['churn']),
-    ('prodcons', ['prodcons']),
     ('larson-2t', ['larson', '2', '6000000']),
     ('larson-8t', ['larson', '8', '1500000']),
+    ('larson-16t', ['larson', '16', '750000']),
+    ('prodcons-2t', ['prodcons', '1', '1']),
+    ('prodcons-8t', ['prodcons', '4', '4']),
+    ('prodcons-16t', ['prodcons', '8', '8']),
+    ('mstress-2t', ['mstress', '2']),
+    ('mstress-8t', ['mstress', '8']),
+    ('mstress-16t', ['mstress', '16']),
+    ('cache-scratch-2t', ['cache', 'scratch', '2']),
+    ('cache-scratch-8t', ['cache', 'scratch', '8']),
+    ('cache-scratch-16t', ['cache', 'scratch', '16']),
+    ('cache-thrash-2t', ['cache', 'thrash', '2']),
+    ('realloc', ['realloc']),
+    ('large', ['large']),
+    ('frag', ['frag']),
 ]
+EXTRA = ['ops', 'rss_end_kib', 'live_peak_kib', 'live_end_kib']  # copied from program output
 FAILED = []  # messages about crashes, mismatches and preloads that did not take
 
 
@@ -60,6 +80,8 @@ def parse_args():
     ap.add_argument('--timeout', type=float, default=300, help='seconds before a run is killed')
     ap.add_argument('--callgrind', action='store_true', help='instead: Ir per malloc+free pair')
     ap.add_argument('--cg-pairs', type=int, default=1000000, help='pairs for --callgrind')
+    ap.add_argument('--report', metavar='DIR', help='also run --callgrind; write DIR/results.csv, '
+                    'DIR/callgrind.csv, DIR/run.json, DIR/report.md and DIR/chart.{svg,png}')
     return ap.parse_args()
 
 
@@ -152,7 +174,7 @@ def run_workload(bench, argv, name, preload, args, rep, results):
     results.setdefault((bench, name), []).append(dict(
         rep=rep, time=float(kv['elapsed_s']) * 1e3 if ok else None, unit='ms', wall=r['wall'],
         maxrss=r['maxrss'] if ok else None, checksum=kv.get('checksum', ''), rc=r['rc'],
-        cmd=repro(cmd, preload)))
+        cmd=repro(cmd, preload), **{k: kv.get(k, '') for k in EXTRA}))
 
 
 def run_micro(name, preload, args, rep, results, order):
@@ -180,12 +202,17 @@ def run_micro(name, preload, args, rep, results, order):
         results.setdefault((bench, name), []).append(dict(
             rep=rep, time=1e9 / ips if ips else b['cpu_time'] * scale[b.get('time_unit', 'ns')],
             unit='ns', wall=r['wall'],
-            maxrss=r['maxrss'], checksum='', rc=0, cmd=repro(cmd, preload)))
+            maxrss=r['maxrss'], checksum='', rc=0, cmd=repro(cmd, preload), **{k: '' for k in EXTRA}))
 
 
 def median(rows, key):
     vals = [r[key] for r in rows if r[key] is not None]
     return statistics.median(vals) if vals else None
+
+
+def median_extra(rows, key):
+    vals = [float(r[key]) for r in rows if r[key] not in ('', None) and r['time'] is not None]
+    return round(statistics.median(vals)) if vals else ''
 
 
 def fmt(v, unit):
@@ -263,100 +290,35 @@ def compare(args, allocs):
             gm = math.exp(sum(math.log(p) for p in pairs) / len(pairs))
             print(f'  malloc+free pairs 16-4096 B: geomean {gm:.2f} (range {min(pairs):.2f}-{max(pairs):.2f}, '
                   f'{len(pairs)} sizes)')
-        for b in ('malloc_free_random', 'churn', 'prodcons', 'larson-2t', 'larson-8t'):
+        for b in ['malloc_free_random'] + [w[0] for w in work]:
             if ratio(b):
                 print(f'  {b}: {ratio(b):.2f}')
 
     with open(args.csv, 'w', newline='') as f:
         wr = csv.writer(f)
-        wr.writerow(['bench', 'allocator', 'rep', 'time', 'unit', 'wall_s', 'maxrss_kib', 'checksum', 'rc', 'command'])
+        wr.writerow(['bench', 'allocator', 'rep', 'time', 'unit', 'wall_s', 'maxrss_kib', 'checksum', 'rc',
+                     'command'] + EXTRA)
         for b in benches:
             for n in names:
                 rows = results.get((b, n), [])
                 for r in rows:
                     wr.writerow([b, n, r['rep'], r['time'] and round(r['time'], 4), r['unit'], f'{r["wall"]:.4f}', r['maxrss'],
-                                 r['checksum'], r['rc'], r['cmd']])
+                                 r['checksum'], r['rc'], r['cmd']] + [r[k] for k in EXTRA])
                 if rows:
                     wr.writerow([b, n, 'median', round(median(rows, 'time') or 0, 4), rows[0]['unit'],
-                                 f'{median(rows, "wall"):.4f}', median(rows, 'maxrss'), '', '', ''])
+                                 f'{median(rows, "wall"):.4f}', median(rows, 'maxrss'), '', '', '']
+                                + [median_extra(rows, k) for k in EXTRA])
     print(f'\nCSV: {args.csv}')
+    return dict(reps=args.reps, load_start=round(load0, 2), load_end=round(os.getloadavg()[0], 2),
+                seconds=round(time.time() - t_start), micro_min_time=args.micro_min_time)
 
 
-def parse_callgrind(path):
-    """Total Ir and self Ir per object file from an uncompressed callgrind.out."""
-    total, by_ob, ob, skip = None, {}, '?', False
-    with open(path) as f:
-        for line in f:
-            c = line[:1]
-            if c.isdigit() or c in '+-*':
-                if skip:
-                    skip = False
-                    continue
-                parts = line.split()
-                if len(parts) >= 2:
-                    by_ob[ob] = by_ob.get(ob, 0) + int(parts[1])
-            elif line.startswith('ob='):
-                ob = line[3:].strip()
-            elif line.startswith('calls='):
-                skip = True
-            elif line.startswith(('summary:', 'totals:')):
-                total = int(line.split()[1])
-    return total, by_ob
-
-
-def callgrind(args, allocs):
-    exe = os.path.join(args.builddir, 'bench', 'cg_pairs')
-    n = args.cg_pairs
-    rows = []
-    with tempfile.TemporaryDirectory() as d:
-        for name, lib, obkey in allocs:
-            ir = {}  # k -> (total, alloc, loop, libc)
-            for k in (0, n):
-                out = os.path.join(d, f'{name}.{k}.out')
-                cmd = ['valgrind', '--tool=callgrind', '--callgrind-out-file=' + out,
-                       '--compress-strings=no', '--compress-pos=no']
-                if lib:
-                    cmd.append(f'--soname-synonyms=somalloc=*{obkey}*')
-                cmd += [exe, str(k)]
-                r = run(cmd, lib, args.timeout * 4, rss=False)
-                if not check_run('callgrind', name, cmd, lib, r):
-                    break
-                if f'allocator={name}' not in r['out']:
-                    loud(f'callgrind under {name}: program output: {r["out"].strip()} (preload not in effect?)')
-                total, by_ob = parse_callgrind(out)
-                ir[k] = (total, *split_objects(by_ob, exe, name))
-            if len(ir) < 2:
-                continue
-            rows.append((name,) + tuple((ir[n][i] - ir[0][i]) / n for i in range(4)))
-    glibc_libc = next((r[4] for r in rows if r[0] == 'glibc'), None)
-    gm = next((r[1] for r in rows if r[0] == 'gomalloc'), None)
-    print(f'\ncallgrind: instructions per steady-state malloc+free pair, sizes 16..1024 B, '
-          f'(Ir(N={n}) - Ir(N=0)) / N.\n"alloc" = Ir in the allocator\'s own code (for glibc: libc), '
-          f'"loop" = the test loop in cg_pairs, "libc" = Ir in libc.so')
-    print(f'{"allocator":<10} {"Ir/pair":>8} {"alloc":>7} {"loop":>6} {"libc":>6} {"gm/X":>6}')
-    for name, per, alloc, loop, libc in rows:
-        ratio = f'{gm / per:.2f}' if gm and per else '-'
-        print(f'{name:<10} {per:>8.1f} {alloc:>7.1f} {loop:>6.1f} {libc:>6.1f} {ratio:>6}')
-        if name != 'glibc' and (alloc < 0.5 * per or (glibc_libc and libc > 0.5 * glibc_libc)):
-            loud(f'callgrind: counts for {name} may not come from {name} '
-                 f'(alloc {alloc:.1f} Ir/pair, libc {libc:.1f}, glibc run libc {glibc_libc})')
-
-
-def split_objects(by_ob, exe, name):
-    """(allocator, loop, libc) self Ir: the allocator is libc for glibc, else every object other
-    than libc, ld.so, valgrind's preload and the program (tcmalloc's malloc shows up as '???')."""
-    alloc = loop = libc = 0
-    for ob, v in by_ob.items():
-        base = os.path.basename(ob)
-        if base.startswith('libc.so'):
-            libc += v
-        elif base == os.path.basename(exe):
-            loop += v
-        elif base.startswith('ld-linux') or base.startswith('vgpreload'):
-            continue
-        elif name != 'glibc':
-            alloc += v
-    return (libc if name == 'glibc' else alloc), loop, libc
+def cpu_model():
+    try:
+        with open('/proc/cpuinfo') as f:
+            return next((l.split(':', 1)[1].strip() for l in f if l.startswith('model name')), '?')
+    except OSError:
+        return '?'
 
 
 def main():
@@ -365,10 +327,24 @@ def main():
     allocs = pick_allocators(args)
     if not allocs:
         sys.exit('no allocator to run')
-    if args.callgrind:
-        callgrind(args, allocs)
+    if args.report:
+        os.makedirs(args.report, exist_ok=True)
+        args.csv = os.path.join(args.report, 'results.csv')
+    if args.callgrind and not args.report:
+        cg.callgrind(args, allocs, run, check_run, loud)
     else:
-        compare(args, allocs)
+        meta = compare(args, allocs)
+    if args.report:
+        rows = cg.callgrind(args, allocs, run, check_run, loud)
+        cg.write_csv(os.path.join(args.report, 'callgrind.csv'), rows, args.cg_pairs)
+        meta.update(date=datetime.datetime.now().strftime('%Y-%m-%d %H:%M'), nproc=os.cpu_count(),
+                    kernel=os.uname().release, cpu=cpu_model(), problems=list(dict.fromkeys(FAILED)),
+                    command='bench/compare.sh ' + ' '.join(shlex.quote(a) for a in sys.argv[1:]),
+                    allocators={n: lib or 'system libc' for n, lib, _ in allocs})
+        with open(os.path.join(args.report, 'run.json'), 'w') as f:
+            json.dump(meta, f, indent=1)
+        subprocess.run([sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), 'report.py'),
+                        args.report], check=False)
     if FAILED:
         uniq = list(dict.fromkeys(FAILED))
         print(f'\n!!! {len(uniq)} distinct problem(s):\n' + '\n'.join('!!! ' + m for m in uniq), file=sys.stderr)

@@ -132,8 +132,8 @@ int main(int argc, char **argv)
     free(w);
     if (freed != g_per_producer * np) errors++;
 
-    printf("prodcons: allocator=%s producers=%u consumers=%u blocks=%lu errors=%lu "
+    printf("prodcons: allocator=%s producers=%u consumers=%u blocks=%lu ops=%lu errors=%lu "
            "checksum=%016llx elapsed_s=%.4f\n",
-           bench_malloc_name(), np, nc, freed, errors, (unsigned long long)sum, el);
+           bench_malloc_name(), np, nc, freed, freed, errors, (unsigned long long)sum, el);
     return errors ? 1 : 0;
 }
