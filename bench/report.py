@@ -209,6 +209,11 @@ def targets(out, work, tres, rres, micro, cgrows):
 def main():
     d = sys.argv[1] if len(sys.argv) > 1 else 'docs/bench'
     med, order, cgrows, meta = load(d)
+    gm_lib = meta.get('allocators', {}).get(GM, '')
+    if gm_lib.endswith('/alloc/libgomalloc.so'):  # show the build dir as BUILD, not /tmp/...
+        build = gm_lib[:-len('/alloc/libgomalloc.so')]
+        meta['command'] = meta.get('command', '').replace(build, 'BUILD')
+        meta['allocators'][GM] = 'BUILD/alloc/libgomalloc.so'
     names = [n for n in BASES + [GM] if any(k[1] == n for k in med)]
     work = [b for b in order if any(med[k]['unit'] == 'ms' for k in med if k[0] == b)]
     micro = [b for b in order if b not in work]
@@ -280,7 +285,8 @@ def main():
     out.append('\n## Micro benchmarks\n')
     out.append('`malloc_free/N`: one malloc+free pair at every gomalloc size-class edge (and one byte past '
                'a few edges); `batch1000/N`: per object of 1000 allocated then freed (0 = random sizes); '
-               '`realloc_*`: per realloc call; `threads:2`: per pair on each of 2 threads.')
+               '`realloc_*`: per realloc call; `threads:2`: per pair on each of 2 threads.'
+               + '\n')
     out.extend(tmp[tmp.index(next(l for l in tmp if l.startswith('\n### Micro'))) + 1:])
     out.append('\n## Workloads, briefly\n')
     out.append('See [bench/README.md](../../bench/README.md). Every block is tagged and checked; the '
