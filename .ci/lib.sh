@@ -14,6 +14,8 @@ GM_PYTHON=/usr/bin/python3
 # allocators bench/ compares against, and the tools the scripts and tests call.
 # libclang-rt-14-dev: clang's libFuzzer and sanitizer runtimes (the fuzz suite);
 # libubsan1, libtsan2: gcc's (the UBSan build and the tsan suite).
+# Heap profiling: google-perftools and golang-go (the two pprofs the profile tests read
+# profiles back with), graphviz (their graph output, docs/profiling.md).
 GM_PACKAGES=(
   meson ninja-build gcc g++ clang pkg-config
   libcmocka-dev libbenchmark-dev
@@ -21,6 +23,7 @@ GM_PACKAGES=(
   python3 perl valgrind time
   libpython3.11-testsuite sqlite3 git xz-utils zstd memcached
   libclang-rt-14-dev libubsan1 libtsan2
+  google-perftools golang-go graphviz
 )
 
 gm_is_ci() { [[ ${CI:-} == true || ${CI:-} == 1 ]]; }
@@ -56,8 +59,8 @@ gm_ensure_deps() {
     sudo=(sudo)
   fi
   export DEBIAN_FRONTEND=noninteractive
-  "${sudo[@]}" apt-get update -q </dev/null || gm_die "apt-get update failed"
-  "${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}" </dev/null ||
+  "${sudo[@]}" apt-get -o DPkg::Lock::Timeout=600 update -q </dev/null || gm_die "apt-get update failed"
+  "${sudo[@]}" apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends "${missing[@]}" </dev/null ||
     gm_die "apt-get install failed for: ${missing[*]}"
 }
 

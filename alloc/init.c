@@ -14,15 +14,18 @@ uint64_t gm_cookie;
 pthread_key_t gm_mcache_key;
 static gm_lock_t gm_init_lock = GM_LOCK_INIT;
 
-/* Lock order, everywhere: fallback cache -> mcentral[0..65] -> heap -> mcache list. */
+/* Lock order, everywhere: fallback cache -> mcentral[0..65] -> heap -> mcache list; the
+ * profile lock is a leaf (nothing is taken under it). */
 static void gm_prefork(void) {
     mcache_lock_fallback();
     mcentral_lock_all();
     gm_lock(&gm_heap_lock);
     mcache_lock_list();
+    profile_lock();
 }
 
 static void gm_postfork_parent(void) {
+    profile_unlock();
     mcache_unlock_list();
     gm_unlock(&gm_heap_lock);
     mcentral_unlock_all();
@@ -30,6 +33,7 @@ static void gm_postfork_parent(void) {
 }
 
 static void gm_postfork_child(void) {
+    profile_fork_child();
     mcache_fork_child();
     gm_lock_reset(&gm_heap_lock);
     mcentral_reset_locks();

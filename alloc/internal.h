@@ -56,6 +56,15 @@ GM_INLINE void gm_unlock(gm_lock_t *l) { atomic_store_explicit(&l->v, 0, memory_
 /* Used only by the fork child, where the thread that held a lock no longer exists. */
 GM_INLINE void gm_lock_reset(gm_lock_t *l) { atomic_store_explicit(&l->v, 0, memory_order_relaxed); }
 
+/* xorshift64: the per-thread generator behind sampling gaps and secure mode's shuffles. */
+GM_INLINE uint64_t gm_rng_next(uint64_t *state) {
+    uint64_t x = *state;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return *state = x;
+}
+
 /* ==== sizeclasses.c ==== */
 extern const uint16_t gm_class_to_size[GM_NUM_CLASSES];
 extern const uint8_t gm_class_to_npages[GM_NUM_CLASSES];
@@ -84,7 +93,7 @@ bool os_release(void *p, size_t size, bool dontneed);
 void os_nohugepage(void *p, size_t size);
 /* Metadata memory (span structs, arena maps): zeroed, never released. */
 void *os_alloc_meta(size_t size);
-void os_write_all(int fd, const char *buf, size_t len);
+bool os_write_all(int fd, const char *buf, size_t len); /* false when a write failed */
 void os_random(void *buf, size_t len);
 size_t os_physical_memory(void);
 bool os_protect(void *p, size_t size, bool accessible);
@@ -103,6 +112,7 @@ uint64_t os_fault_fired(void);
 /* ==== print.c: formatting without stdio or malloc ==== */
 typedef struct gm_buf {
     int fd;
+    bool failed; /* some flush could not write everything (disk full, closed fd) */
     size_t len;
     char data[512];
 } gm_buf;
@@ -158,6 +168,13 @@ typedef struct mspan {
     uint8_t incache;
     uint8_t needzero;          /* some page was written before: calloc must clear */
     uint8_t guard;             /* large object with a PROT_NONE guard page after it (secure) */
+    /* The class the free fast path files this span's objects under: sizeclass, or 0 while
+     * some object in it is sampled by the heap profiler (profile.c), which sends every free
+     * in the span to the slow path (class 0's list has no room) where the sample is closed.
+     * So unsampled frees pay nothing for profiling. Written under the profile lock, read
+     * racily (relaxed) by the fast path. */
+    uint8_t freeclass;
+    uint16_t nsampled;         /* live sampled objects in the span; under the profile lock */
     uint64_t alloc_cache;      /* inverted alloc_bits window starting at freeindex */
     void *deferred;            /* frees that arrived while incache (under mcentral lock) */
     uint64_t alloc_bits[GM_MAX_NELEMS / 64];
@@ -324,6 +341,12 @@ GM_INLINE int64_t freelist_len_minus_cap(const gm_freelist *fl) {
  * frees, then all mallocs, under the heap lock) is what makes the sum consistent. */
 typedef struct mcache {
     gm_freelist list[GM_NUM_CLASSES]; /* class 0 unused: large objects are counted by mheap */
+    /* Heap profiling (Go's mcache.nextSample): bytes this thread may still allocate before
+     * the next sampled allocation. The malloc fast path subtracts each slot size and leaves
+     * for the slow path when it would go negative; memprofilerate=0 keeps it at INT64_MAX.
+     * After list[], so list[cl] stays at c + 32*cl and the fast paths index it directly. */
+    int64_t next_sample;
+    uint32_t sample_epoch; /* profile_rate_epoch when next_sample was drawn */
     mspan *alloc[GM_NUM_CLASSES];     /* span being carved, per class */
     uint32_t limit[GM_NUM_CLASSES];   /* most objects a class's list may hold */
     struct mcache *all_next, *all_prev;
@@ -377,6 +400,24 @@ void *secure_alloc(mcache *c, unsigned sizeclass);
 void secure_free(mcache *c, unsigned sizeclass, void *obj);
 void secure_release_all(mcache *c);
 
+/* ==== profile.c: heap profiling (Go's MemProfileRate, docs/profiling.md) ==== */
+extern atomic_uint profile_rate_epoch; /* bumped when the rate changes */
+/* Draws the next sampling gap for a cache (exponential, mean = rate; INT64_MAX when
+ * profiling is off, 0 at rate 1) and records the epoch it was drawn in. */
+void profile_reset_countdown(mcache *c);
+/* Records a sampled allocation of slot bytes at p: stack, bucket, side-table entry, and
+ * marks p's span so its frees take the slow path. pre: no allocator lock held (it unwinds
+ * the stack, which may take the dynamic loader's lock). */
+void profile_alloc(void *p, size_t slot);
+/* Closes the sample of p if it has one. pre: s->nsampled != 0, p a live object of s. */
+void profile_free(mspan *s, void *p);
+uint64_t profile_sys_bytes(void); /* bytes mapped for profiling (part of other_sys) */
+void profile_lock(void);
+void profile_unlock(void);
+void profile_fork_child(void);
+/* Sampled totals over all buckets (tests): in-use and allocated objects and bytes. */
+void profile_totals(uint64_t *inuse_objs, uint64_t *inuse_bytes, uint64_t *alloc_objs, uint64_t *alloc_bytes);
+
 /* ==== stats.c ==== */
 void stats_init(void); /* pre: options parsed */
 
@@ -404,13 +445,16 @@ size_t gm_usable_size_impl(const void *p);
 GM_INLINE uint64_t gm_free_mark(const void *p) { return gm_cookie ^ (uint64_t)(uintptr_t)p; }
 
 /* The malloc fast path, shared by gm_malloc and malloc (override.c): one table lookup,
- * one TLS load, pop the class's free list. ~16 instructions (callgrind, bench/). */
+ * one TLS load, the profiler's byte countdown, pop the class's free list. ~21
+ * instructions (callgrind, bench/); a sampled allocation leaves through the slow path. */
 GM_INLINE void *gm_malloc_inline(size_t size) {
     mcache *c = gm_tls_mcache;
     if (gm_likely(size <= GM_MAX_SMALL_SIZE)) {
         unsigned cl = sizeclass_of(size);
         void **p = (void **)c->list[cl].head;
-        if (gm_likely(p != NULL)) {
+        int64_t left = c->next_sample - (int64_t)gm_class_to_size[cl];
+        if (gm_likely(p != NULL && left >= 0)) {
+            c->next_sample = left;
             c->list[cl].head = p[0];
             gm_count_malloc(&c->list[cl]);
             p[1] = NULL; /* clear the free mark */
@@ -423,14 +467,16 @@ GM_INLINE void *gm_malloc_inline(size_t size) {
 /* The free fast path: span lookup through the arena map, a slot-boundary check, the
  * double-free mark check, push onto this thread's list. Anything unusual goes to
  * gm_free_slow: foreign pointers (no span), interior pointers (not a slot start), double
- * frees (mark present), a full list (no cap left), and large objects and dead spans (their
- * division magic is 0). ~30 instructions (callgrind, bench/). */
+ * frees (mark present), a full list (no cap left), spans holding a profiled object
+ * (freeclass 0), and large objects and dead spans (their division magic is 0).
+ * ~30 instructions (callgrind, bench/). */
 GM_INLINE void gm_free_inline(void *ptr) {
     uintptr_t p = (uintptr_t)ptr;
     mcache *c = gm_tls_mcache;
     mspan *s = span_of(p);
     if (gm_likely(s != NULL)) {
-        gm_freelist *fl = &c->list[s->sizeclass];
+        size_t fc = __atomic_load_n(&s->freeclass, __ATOMIC_RELAXED);
+        gm_freelist *fl = &c->list[fc];
         void **o = (void **)ptr;
         if (gm_likely(mspan_is_slot(s, p) && freelist_len_minus_cap(fl) < 0 &&
                       (uint64_t)(uintptr_t)o[1] != gm_free_mark(ptr))) {

@@ -82,6 +82,21 @@ GM_INLINE mcache *get_cache(bool *locked) {
     return mcache_get_slow(locked);
 }
 
+/* The profiler's countdown for an allocation of slot bytes on cache c (the fast path
+ * only ever takes from it when no sample falls due). Returns true when this allocation is
+ * to be sampled, and draws the next gap; a rate change (profile_rate_epoch) redraws it. */
+static bool sample_due(mcache *c, size_t slot) {
+    if (gm_unlikely(c->sample_epoch != atomic_load_explicit(&profile_rate_epoch, memory_order_relaxed)))
+        profile_reset_countdown(c);
+    int64_t left = c->next_sample - (int64_t)slot;
+    if (gm_likely(left >= 0)) {
+        c->next_sample = left;
+        return false;
+    }
+    profile_reset_countdown(c);
+    return true;
+}
+
 /* pre: initialized, cl a small class. post: an object with its free mark cleared. */
 static void *alloc_small(unsigned cl) {
     bool locked;
@@ -97,7 +112,9 @@ static void *alloc_small(unsigned cl) {
     } else {
         p = mcache_refill(c, cl);
     }
+    bool sample = p != NULL && sample_due(c, gm_class_to_size[cl]);
     if (locked) mcache_unlock_fallback();
+    if (gm_unlikely(sample)) profile_alloc(p, gm_class_to_size[cl]);
     return p;
 }
 
@@ -110,10 +127,16 @@ static void *alloc_large(size_t size, size_t align_pages, bool zero) {
     if (s == NULL) return NULL;
     if (guard) s->guard = os_protect((void *)(s->base + (npages << GM_PAGE_SHIFT)), GM_PAGE_SIZE, false);
     if (zero && s->needzero) memset((void *)s->base, 0, size);
+    bool locked;
+    mcache *c = get_cache(&locked);
+    bool sample = sample_due(c, npages << GM_PAGE_SHIFT);
+    if (locked) mcache_unlock_fallback();
+    if (gm_unlikely(sample)) profile_alloc((void *)s->base, npages << GM_PAGE_SHIFT);
     return (void *)s->base;
 }
 
 static void free_large(mspan *s) {
+    if (gm_unlikely(__atomic_load_n(&s->nsampled, __ATOMIC_RELAXED) != 0)) profile_free(s, (void *)s->base);
     if (s->guard) {
         os_protect((void *)(s->base + ((size_t)(s->npages - 1) << GM_PAGE_SHIFT)), GM_PAGE_SIZE, true);
         s->guard = 0;
@@ -144,6 +167,7 @@ oom:
 
 static void free_small(mspan *s, void *ptr) {
     unsigned cl = s->sizeclass;
+    if (gm_unlikely(__atomic_load_n(&s->nsampled, __ATOMIC_RELAXED) != 0)) profile_free(s, ptr);
     bool locked;
     mcache *c = get_cache(&locked);
     gm_freelist *fl = &c->list[cl];

@@ -35,6 +35,8 @@ static uint32_t list_limit(unsigned cl) {
 void mcache_init_struct(mcache *c) {
     memset(c, 0, sizeof *c);
     for (unsigned cl = 1; cl < GM_NUM_CLASSES; cl++) c->list[cl].cap = c->limit[cl] = list_limit(cl);
+    c->rng = gm_cookie ^ (uint64_t)(uintptr_t)c ^ 0x9E3779B97F4A7C15ull;
+    profile_reset_countdown(c);
     if (gm_opt.secure) secure_init_cache(c);
 }
 

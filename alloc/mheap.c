@@ -220,9 +220,9 @@ void mheap_read_stats_locked(mheap_stats *out) {
     out->mspan_sys = h.spans.sys;
     out->mcache_inuse = h.mcaches.inuse;
     out->mcache_sys = h.mcaches.sys;
-    /* other_sys: arena metadata, the page allocator's arena index, and the arena map
+    /* other_sys: arena metadata, the page allocator's arena index, the heap profile, and the arena map
      * itself (a .bss array the loader maps for us; virtual size, like heap_sys). */
-    out->other_sys = h.other_sys + pagealloc_meta_bytes() + sizeof gm_arena_map;
+    out->other_sys = h.other_sys + pagealloc_meta_bytes() + sizeof gm_arena_map + profile_sys_bytes();
     out->arenas = h.arenas;
     out->large_nmalloc = h.large_nmalloc;
     out->large_nfree = h.large_nfree;
@@ -230,4 +230,4 @@ void mheap_read_stats_locked(mheap_stats *out) {
     out->large_free_bytes = h.large_free_bytes;
 }
 
-uint64_t mheap_meta_bytes_locked(void) { return h.other_sys + pagealloc_meta_bytes(); }
+uint64_t mheap_meta_bytes_locked(void) { return h.other_sys + pagealloc_meta_bytes() + profile_sys_bytes(); }

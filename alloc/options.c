@@ -4,11 +4,17 @@
  * never allocates, reports bad input with one line on stderr and keeps the default. */
 #include "internal.h"
 
+#include <signal.h>
 #include <unistd.h>
 
 extern char **environ;
 
-enum gm_opt_type { GM_T_bool, GM_T_int, GM_T_size, GM_T_stats };
+enum gm_opt_type { GM_T_bool, GM_T_int, GM_T_size, GM_T_stats, GM_T_path, GM_T_signal };
+
+/* Path values are copied here (NUL-terminated; the option holds the address): GOMALLOC's
+ * value is one comma-separated string, so it cannot be pointed into. */
+static char path_pool[2048];
+static size_t path_used;
 
 typedef struct gm_option_desc {
     const char *name;
@@ -80,6 +86,19 @@ static bool parse_value(const gm_option_desc *d, const char *v, size_t n, int64_
         return false;
     case GM_T_int: return parse_number(v, n, false, out);
     case GM_T_size: return parse_number(v, n, true, out) && *out >= 0;
+    case GM_T_path:
+        if (n == 0 || path_used + n + 1 > sizeof path_pool) return false;
+        memcpy(path_pool + path_used, v, n);
+        path_pool[path_used + n] = '\0';
+        *out = (int64_t)(intptr_t)(path_pool + path_used);
+        path_used += n + 1;
+        return true;
+    case GM_T_signal:
+        if (n > 3 && memcmp(v, "SIG", 3) == 0) v += 3, n -= 3;
+        if (streq_n(v, n, "USR1")) return *out = SIGUSR1, true;
+        if (streq_n(v, n, "USR2")) return *out = SIGUSR2, true;
+        if (streq_n(v, n, "PROF")) return *out = SIGPROF, true;
+        return parse_number(v, n, false, out) && *out >= 0 && *out < 65 && *out != SIGKILL && *out != SIGSTOP;
     case GM_T_stats:
         if (streq_n(v, n, "0") || streq_n(v, n, "off")) return *out = GM_STATS_OFF, true;
         if (streq_n(v, n, "1") || streq_n(v, n, "text")) return *out = GM_STATS_TEXT, true;
@@ -139,6 +158,7 @@ void options_init(void) {
 
 static void put_value(gm_buf *b, const gm_option_desc *d, int64_t v) {
     if (d->type == GM_T_stats) gm_buf_puts(b, v == GM_STATS_JSON ? "json" : v == GM_STATS_TEXT ? "1" : "0");
+    else if (d->type == GM_T_path) gm_buf_puts(b, v ? (const char *)(intptr_t)v : "");
     else gm_buf_puti(b, v);
 }
 

@@ -155,7 +155,7 @@ void *os_alloc_meta(size_t size) {
     return p == MAP_FAILED ? NULL : p;
 }
 
-void os_write_all(int fd, const char *buf, size_t len) {
+bool os_write_all(int fd, const char *buf, size_t len) {
     int saved = errno;
     while (len > 0) {
         ssize_t n = write(fd, buf, len);
@@ -167,6 +167,7 @@ void os_write_all(int fd, const char *buf, size_t len) {
         len -= (size_t)n;
     }
     errno = saved;
+    return len == 0;
 }
 
 /* Fills buf with random bytes; falls back to a clock/address mix when getrandom is

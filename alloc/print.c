@@ -6,10 +6,11 @@
 void gm_buf_init(gm_buf *b, int fd) {
     b->fd = fd;
     b->len = 0;
+    b->failed = false;
 }
 
 void gm_buf_flush(gm_buf *b) {
-    if (b->len) os_write_all(b->fd, b->data, b->len);
+    if (b->len && !os_write_all(b->fd, b->data, b->len)) b->failed = true;
     b->len = 0;
 }
 

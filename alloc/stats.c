@@ -25,7 +25,7 @@
     X(mspan_sys, "B", "bytes obtained for span structs")                              \
     X(mcache_inuse, "B", "bytes of thread caches in use")                             \
     X(mcache_sys, "B", "bytes obtained for thread caches")                            \
-    X(other_sys, "B", "other metadata: arena maps, page bitmaps")
+    X(other_sys, "B", "other metadata: arena maps, page bitmaps, heap profile")
 
 void gm_read_memstats(gm_memstats *m) {
     memset(m, 0, sizeof *m);

@@ -75,6 +75,18 @@ GM_API void gm_free_os_memory(void);
  * previous limit. */
 GM_API int64_t gm_set_memory_limit(int64_t bytes);
 
+/* ---- heap profiling (docs/profiling.md) ---- */
+/* Sets the sampling rate, as Go's runtime.MemProfileRate: about one allocation per rate
+ * bytes is sampled with its stack (1 = every allocation, 0 = off). Threads switch at their
+ * next sample or slow-path allocation. Returns the previous rate. Default 524288, or
+ * GOMALLOC=memprofilerate=N. */
+GM_API int64_t gm_set_memprofile_rate(int64_t rate);
+/* Writes the heap profile (pprof's legacy text format, read by google-pprof and go tool
+ * pprof) to path, replacing it atomically; "%p" in path becomes the pid and "%n" the
+ * number of this dump. NULL means GOMALLOC's memprofile path, else gomalloc.%p.%n.heap.
+ * Returns 0, or -1 with errno set. Does not allocate. */
+GM_API int gm_write_heap_profile(const char *path);
+
 /* ---- introspection ---- */
 /* 1 when ptr lies in gomalloc's heap (live or not), else 0. Never dereferences ptr. */
 GM_API int gm_owns(const void *ptr);

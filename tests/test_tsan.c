@@ -1,6 +1,6 @@
 /* test_tsan.c: the multi-threaded patterns of test_threads.c and test_stats.c through the
  * gm_* API, for ThreadSanitizer: linked with the allocator built with -fsanitize=thread and
- * without override.c, so TSan keeps its own malloc. argv[1]: stress, churn or memstats. */
+ * without override.c, so TSan keeps its own malloc. argv[1]: stress, churn, memstats or profile. */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -162,11 +162,40 @@ static void run_memstats(void) {
     gm_set_memory_limit(INT64_MAX);
 }
 
+/* ---- heap profiling: every allocation sampled (rate 1) while blocks cross threads and
+ * another thread writes profiles ---- */
+static void *profile_writer(void *arg) {
+    const char *path = arg;
+    while (!atomic_load(&stop)) {
+        CHECK(gm_write_heap_profile(path) == 0, "gm_write_heap_profile failed");
+        usleep(5000);
+    }
+    return NULL;
+}
+
+static void run_profile(void) {
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/gm-tsan-%d.heap", (int)getpid());
+    gm_set_memprofile_rate(1);
+    atomic_store(&stop, false);
+    pthread_t t[3], w;
+    for (uintptr_t i = 0; i < 3; i++) pthread_create(&t[i], NULL, hammer, (void *)(i + 11));
+    pthread_create(&w, NULL, profile_writer, path);
+    usleep(1500 * 1000);
+    atomic_store(&stop, true);
+    for (int i = 0; i < 3; i++) pthread_join(t[i], NULL);
+    pthread_join(w, NULL);
+    for (unsigned i = 0; i < SLOTS; i++) check_free(atomic_exchange(&slots[i], NULL));
+    gm_set_memprofile_rate(0);
+    unlink(path);
+}
+
 int main(int argc, char **argv) {
     const char *mode = argc > 1 ? argv[1] : "";
     if (strcmp(mode, "stress") == 0) run_stress();
     else if (strcmp(mode, "churn") == 0) run_churn();
     else if (strcmp(mode, "memstats") == 0) run_memstats();
+    else if (strcmp(mode, "profile") == 0) run_profile();
     else {
         fprintf(stderr, "usage: %s stress|churn|memstats\n", argv[0]);
         return 2;
