@@ -15,16 +15,18 @@ pthread_key_t gm_mcache_key;
 static gm_lock_t gm_init_lock = GM_LOCK_INIT;
 
 /* Lock order, everywhere: fallback cache -> mcentral[0..65] -> heap -> mcache list; the
- * profile lock is a leaf (nothing is taken under it). */
+ * profile and traceback locks are leaves (nothing is taken under either). */
 static void gm_prefork(void) {
     mcache_lock_fallback();
     mcentral_lock_all();
     gm_lock(&gm_heap_lock);
     mcache_lock_list();
     profile_lock();
+    traceback_lock();
 }
 
 static void gm_postfork_parent(void) {
+    traceback_unlock();
     profile_unlock();
     mcache_unlock_list();
     gm_unlock(&gm_heap_lock);
@@ -33,6 +35,7 @@ static void gm_postfork_parent(void) {
 }
 
 static void gm_postfork_child(void) {
+    traceback_fork_child();
     profile_fork_child();
     mcache_fork_child();
     gm_lock_reset(&gm_heap_lock);

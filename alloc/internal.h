@@ -400,6 +400,18 @@ void *secure_alloc(mcache *c, unsigned sizeclass);
 void secure_free(mcache *c, unsigned sizeclass, void *obj);
 void secure_release_all(mcache *c);
 
+/* ==== traceback.c: call stacks for the heap profiler ==== */
+enum { TRACEBACK_AUTO = 0, TRACEBACK_LIBGCC = 1, TRACEBACK_CFI = 2 };
+/* Fills pcs with up to max return addresses, innermost first, and returns how many. AUTO
+ * starts at the first frame outside gomalloc (when it is a shared library), reads CFI
+ * itself where it can and asks libgcc otherwise. The other two (tests) start at
+ * traceback_capture's caller and use one unwinder only (CFI returns -1 where it cannot
+ * model a frame, or off x86-64). Takes a leaf lock; allocates nothing. */
+int traceback_capture(uintptr_t *pcs, unsigned max, int method);
+void traceback_lock(void);
+void traceback_unlock(void);
+void traceback_fork_child(void);
+
 /* ==== profile.c: heap profiling (Go's MemProfileRate, docs/profiling.md) ==== */
 extern atomic_uint profile_rate_epoch; /* bumped when the rate changes */
 /* Draws the next sampling gap for a cache (exponential, mean = rate; INT64_MAX when

@@ -8,14 +8,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <link.h>
 #include <linux/futex.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <sys/syscall.h>
 #include <unistd.h>
-#include <unwind.h>
 
 #define PROF_MAX_DEPTH 64
 #define PROF_CHUNK ((size_t)256 << 10) /* bucket storage comes in chunks this big */
@@ -109,66 +107,6 @@ int64_t gm_set_memprofile_rate(int64_t rate) {
     mcache *c = gm_tls_mcache;
     if (c != &mcache_new_marker && c != &mcache_fallback_marker) profile_reset_countdown(c);
     return old;
-}
-
-/* ---- stacks ---- */
-
-/* The loaded object holding this code, so stacks can start at the caller of malloc. Empty
- * when gomalloc is linked statically into the program (its frames then stay in stacks). */
-static uintptr_t self_lo, self_hi;
-static atomic_int self_known;
-
-static int find_self(struct dl_phdr_info *info, size_t size, void *arg) {
-    (void)size;
-    uintptr_t target = (uintptr_t)arg;
-    for (int i = 0; i < info->dlpi_phnum; i++) {
-        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
-        if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_X)) continue;
-        uintptr_t lo = info->dlpi_addr + ph->p_vaddr, hi = lo + ph->p_memsz;
-        if (target < lo || target >= hi) continue;
-        if (info->dlpi_name != NULL && info->dlpi_name[0] != '\0') {
-            self_lo = lo;
-            self_hi = hi;
-        }
-        return 1;
-    }
-    return 0;
-}
-
-typedef struct trace_state {
-    uintptr_t *pcs;
-    unsigned n;
-    bool skipping; /* still inside gomalloc's own frames */
-} trace_state;
-
-static _Unwind_Reason_Code trace_frame(struct _Unwind_Context *ctx, void *arg) {
-    trace_state *t = arg;
-    uintptr_t ip = _Unwind_GetIP(ctx);
-    if (ip == 0) return _URC_END_OF_STACK;
-    if (t->skipping) {
-        if (ip - self_lo < self_hi - self_lo) return _URC_NO_REASON;
-        t->skipping = false;
-    }
-    t->pcs[t->n++] = ip;
-    return t->n == PROF_MAX_DEPTH ? _URC_END_OF_STACK : _URC_NO_REASON;
-}
-
-/* Return addresses from malloc's caller outwards, by libgcc's DWARF unwinder: right with
- * or without frame pointers, and it allocates nothing (since glibc 2.35 it finds unwind
- * tables through _dl_find_object, without the loader lock). It is also slow, ~2000
- * instructions a frame, which is most of what a sample costs (docs/profiling.md).
- * libunwind's cached unwinder is ~10x faster but was rejected: loaded privately it
- * allocates its thread-local cache through malloc in each thread (breaking MemStats'
- * exact counts) and linked normally its _Unwind_* would replace libgcc's for the whole
- * program. pre: prof_busy, so an allocation made inside the unwinder is not sampled. */
-static unsigned capture_stack(uintptr_t *pcs) {
-    if (!atomic_load_explicit(&self_known, memory_order_acquire)) {
-        dl_iterate_phdr(find_self, (void *)(uintptr_t)&capture_stack);
-        atomic_store_explicit(&self_known, 1, memory_order_release);
-    }
-    trace_state t = {pcs, 0, true};
-    _Unwind_Backtrace(trace_frame, &t);
-    return t.n;
 }
 
 /* ---- buckets and the side table (under prof.lock) ---- */
@@ -288,7 +226,7 @@ void profile_alloc(void *p, size_t slot) {
     if (prof_busy) return; /* an allocation made by the unwinder itself */
     prof_busy = true;
     uintptr_t pcs[PROF_MAX_DEPTH];
-    unsigned depth = capture_stack(pcs);
+    unsigned depth = (unsigned)traceback_capture(pcs, PROF_MAX_DEPTH, TRACEBACK_AUTO);
     mspan *s = span_of((uintptr_t)p);
     gm_lock(&prof.lock);
     prof_bucket *b = bucket_get(pcs, depth, slot);

@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <math.h>
 #include <pthread.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -241,6 +242,93 @@ static void test_fork_child_profile(void **state) {
     unlink(parent_path);
 }
 
+/* ---- traceback: the CFI reader against libgcc's unwinder, on the same stacks ---- */
+
+static int tb_mismatches, tb_compared, tb_cfi_failed;
+
+/* Captures with both methods from one frame and compares everything from this function's
+ * caller outwards: the innermost one or two addresses differ (the two calls sit at
+ * different places here, and libgcc's capture may be a tail call). */
+static __attribute__((noinline)) void compare_here(void) {
+    uintptr_t a[64], b[64];
+    int na = traceback_capture(a, 64, TRACEBACK_LIBGCC);
+    int nb = traceback_capture(b, 64, TRACEBACK_CFI);
+    __asm__ volatile("" ::: "memory");
+    if (nb < 0) {
+        tb_cfi_failed++;
+        return;
+    }
+    tb_compared++;
+    int m = (na < nb ? na : nb) - 2; /* the frames from the caller of compare_here outwards */
+    if (m < 3 || (na - nb) * (na - nb) > 1 || memcmp(a + na - m, b + nb - m, (size_t)m * sizeof a[0]) != 0) {
+        if (tb_mismatches++ < 3) {
+            print_message("# traceback mismatch: libgcc %d frames, cfi %d\n", na, nb);
+            for (int i = 0; i < (na > nb ? na : nb) && i < 12; i++)
+                print_message("#   %2d %#lx %#lx\n", i, i < na ? (unsigned long)a[i] : 0ul, i < nb ? (unsigned long)b[i] : 0ul);
+        }
+    }
+}
+
+/* Frames of different shapes: plain recursion, a variable-length array (rbp-based CFA),
+ * and libc's qsort calling back into us. */
+static volatile int tb_sink;
+static __attribute__((noinline)) void tb_recurse(int depth, int vla);
+static int tb_cmp(const void *x, const void *y) {
+    compare_here();
+    return *(const int *)x - *(const int *)y;
+}
+static __attribute__((noinline)) void tb_recurse(int depth, int vla) {
+    if (depth == 0) {
+        compare_here();
+        int v[3] = {3, 1, 2};
+        qsort(v, 3, sizeof v[0], tb_cmp);
+        return;
+    }
+    if (vla) {
+        char buf[16 + depth * 8]; /* a frame whose size is only known at run time */
+        memset(buf, depth, sizeof buf);
+        tb_recurse(depth - 1, (depth & 1) != 0);
+        tb_sink += buf[depth];
+    } else {
+        tb_recurse(depth - 1, (depth % 3) == 0);
+        tb_sink += depth;
+    }
+}
+
+static void *tb_thread(void *arg) {
+    (void)arg;
+    for (int d = 0; d < 30; d += 3) tb_recurse(d, d & 1);
+    return NULL;
+}
+
+/* In a signal handler the stack runs through the kernel's signal frame, which the CFI
+ * reader leaves to libgcc: the profiler's capture must still work there. */
+static int tb_auto_in_handler;
+static void tb_handler(int sig) {
+    (void)sig;
+    uintptr_t pcs[64];
+    tb_auto_in_handler = traceback_capture(pcs, 64, TRACEBACK_AUTO);
+    tb_recurse(4, 1);
+}
+
+static void test_traceback_matches_libgcc(void **state) {
+    (void)state;
+    for (int d = 0; d < 50; d++) tb_recurse(d, d & 1);
+    signal(SIGUSR1, tb_handler);
+    raise(SIGUSR1);
+    signal(SIGUSR1, SIG_DFL);
+    assert_true(tb_auto_in_handler > 3);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, tb_thread, NULL), 0);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    print_message("# traceback: %d stacks compared, %d mismatches, %d left to libgcc\n", tb_compared, tb_mismatches,
+                  tb_cfi_failed);
+#if defined(__x86_64__)
+    assert_true(tb_compared >= 100); /* the CFI reader really ran */
+#endif
+    assert_int_equal(tb_mismatches, 0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rate0_maps_nothing),
@@ -250,6 +338,7 @@ int main(void) {
         cmocka_unit_test(test_sampling_rate),
         cmocka_unit_test(test_write_profile),
         cmocka_unit_test(test_fork_child_profile),
+        cmocka_unit_test(test_traceback_matches_libgcc),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
