@@ -52,7 +52,7 @@ bool gm_init_slow(void) {
         scavenger_init();
         os_random(&gm_cookie, sizeof gm_cookie);
         gm_cookie |= 1; /* never 0, so a zeroed word is never a free mark */
-        os_random(&gm_secure_key, sizeof gm_secure_key);
+        secure_init_keys();
         mcentral_init();
         if (!mheap_init() || pthread_key_create(&gm_mcache_key, mcache_thread_exit) != 0) {
             ok = false;

@@ -126,8 +126,13 @@ void gm_buf_putx(gm_buf *b, uint64_t v);
 void gm_buf_putu_w(gm_buf *b, uint64_t v, int width);
 
 /* ==== options.c (options.def is the single table) ==== */
+/* meson -Dsecure=true defines GM_SECURE_BUILD=1: the inline fast paths keep their thread
+ * lists encoded and checked (secure.c, docs/security.md), and secure=1 is the default. */
+#ifndef GM_SECURE_BUILD
+#define GM_SECURE_BUILD 0
+#endif
 #ifndef GM_SECURE_DEFAULT
-#define GM_SECURE_DEFAULT 0 /* meson -Dsecure=true builds secure mode in */
+#define GM_SECURE_DEFAULT GM_SECURE_BUILD
 #endif
 enum gm_stats_mode { GM_STATS_OFF = 0, GM_STATS_TEXT = 1, GM_STATS_JSON = 2 };
 typedef struct gm_options {
@@ -350,7 +355,8 @@ typedef struct mcache {
     mspan *alloc[GM_NUM_CLASSES];     /* span being carved, per class */
     uint32_t limit[GM_NUM_CLASSES];   /* most objects a class's list may hold */
     struct mcache *all_next, *all_prev;
-    /* Secure mode (secure.c) keeps its lists here, where the fast paths never look. */
+    /* secure.c's own lists (secure_slow_lists()), where the fast paths never look, and
+     * the generator that shuffles fresh objects (any secure level). */
     void *secure_head[GM_NUM_CLASSES];
     uint32_t secure_len[GM_NUM_CLASSES];
     uint64_t rng;
@@ -393,9 +399,31 @@ void mcache_sum_counters(uint64_t nmalloc[GM_NUM_CLASSES], uint64_t nfree[GM_NUM
  * a torn read would need, so the test can catch a wrong order). NULL in real use. */
 extern void (*gm_stats_between_passes_hook)(void);
 
-/* ==== secure.c: GOMALLOC=secure=1/2 (docs/security.md); slow paths only ==== */
-extern uint64_t gm_secure_key;
+/* ==== secure.c: GOMALLOC=secure=1/2 (docs/security.md) ==== */
+/* Two ways to run it. A default build does every secure level on secure.c's own lists
+ * (secure_alloc/secure_free) and makes both fast paths miss. A -Dsecure=true build
+ * (GM_SECURE_BUILD) does level 1 in the fast paths themselves: the thread lists hold
+ * encoded links that every pop decodes and validates (freelist_next in the malloc.c
+ * section below); only level 2, which must touch every freed byte, still takes
+ * secure.c's lists. True when this process runs on secure.c's lists. */
+GM_INLINE bool secure_slow_lists(void) { return gm_opt.secure > GM_SECURE_BUILD; }
+extern uint64_t gm_secure_key;  /* secure.c's own list tags */
+extern uint64_t gm_list_key[2]; /* the thread lists' link mask; [1] odd */
+/* pre: options parsed. Draws both keys from the OS. */
+void secure_init_keys(void);
+/* pre: gm_opt.secure != 0. Seeds the cache's shuffle generator and, when
+ * secure_slow_lists(), makes both fast paths miss on it. */
 void secure_init_cache(mcache *c);
+/* Fisher-Yates on the cache's generator: fresh objects leave a span in random order. */
+void secure_shuffle(mcache *c, void **objs, unsigned n);
+/* The fast path's one unlikely branch when a pop fails its check (GM_SECURE_BUILD): a
+ * broken free mark or a link that is not a slot of the class aborts with "heap corruption
+ * detected: ..."; a NULL link with an intact mark is the end of the list and returns. */
+GM_COLD void secure_check_pop(void *obj, void *next);
+/* The same for the malloc fast path, which reaches it by a tail call so its common case
+ * saves no registers: checks as above, then pops obj as the last object of fl (the list
+ * ends once per refill) and returns it. */
+GM_COLD void *secure_pop_last(gm_freelist *fl, void *obj, void *next);
 void *secure_alloc(mcache *c, unsigned sizeclass);
 void secure_free(mcache *c, unsigned sizeclass, void *obj);
 void secure_release_all(mcache *c);
@@ -456,9 +484,59 @@ size_t gm_usable_size_impl(const void *p);
  * per-process cookie to the address, so copied bytes never look like a free object. */
 GM_INLINE uint64_t gm_free_mark(const void *p) { return gm_cookie ^ (uint64_t)(uintptr_t)p; }
 
+/* Thread-list links. A default build stores the next pointer as is and these helpers
+ * compile to nothing. A -Dsecure=true build stores next XOR a keyed hash of the link's own
+ * address (the encoded free lists of mimalloc's secure build): a freed object's first word
+ * reveals no heap address, the same pointer is stored differently in every object, and a
+ * value written after free (a plain pointer, or a link copied from another object) decodes
+ * to garbage. A pop then checks what it decoded, so garbage is never handed out. */
+GM_INLINE void *freelist_encode(const void *obj, const void *next) {
+#if GM_SECURE_BUILD
+    uintptr_t mask = ((uintptr_t)obj ^ gm_list_key[0]) * gm_list_key[1];
+    return (void *)((uintptr_t)next ^ mask);
+#else
+    (void)obj;
+    return (void *)next;
+#endif
+}
+/* XOR with the same mask: decoding is encoding. */
+GM_INLINE void *freelist_decode(const void *obj, const void *stored) { return freelist_encode(obj, stored); }
+
+/* GM_SECURE_BUILD's pop check. post: true iff obj still has its free mark (word 1 was not
+ * written after free) and next is the start of a slot of a span of class cl, so a
+ * corrupted link can at worst name another object of the same class, never foreign memory,
+ * a misaligned address or a slot of another size. A NULL next fails too: the end of the
+ * list comes once per refill, and the slow path tells it from corruption, so the common
+ * case pays no test for it. The arena index is masked rather than bounds-checked: garbage
+ * with bits above GM_ADDR_BITS then reads some arena's entry but fails the limit test.
+ * ~17 instructions, span_of's lookup plus one multiply; next's span entry and struct are
+ * the ones its own free will load. */
+GM_INLINE bool freelist_pop_ok(const void *obj, const void *next, unsigned cl) {
+    uintptr_t n = (uintptr_t)next;
+    heap_arena *ha = gm_arena_map[(n >> GM_ARENA_SHIFT) & (GM_ARENA_L2_ENTRIES - 1)];
+    if (ha == NULL) return false;
+    mspan *s = ha->spans[(n >> GM_PAGE_SHIFT) & (GM_PAGES_PER_ARENA - 1)];
+    return (uint64_t)(uintptr_t)((void *const *)obj)[1] == gm_free_mark(obj) && s != NULL &&
+           s->sizeclass == cl && mspan_is_slot(s, n);
+}
+
+/* The link of obj, an object on a class-cl thread list, for the slow paths that walk a
+ * list. Checked in a secure build (see freelist_pop_ok); aborts instead of returning a
+ * corrupted link. */
+GM_INLINE void *freelist_next(void *obj, unsigned cl) {
+    void *next = freelist_decode(obj, ((void **)obj)[0]);
+#if GM_SECURE_BUILD
+    if (gm_unlikely(!freelist_pop_ok(obj, next, cl))) secure_check_pop(obj, next);
+#else
+    (void)cl;
+#endif
+    return next;
+}
+
 /* The malloc fast path, shared by gm_malloc and malloc (override.c): one table lookup,
  * one TLS load, the profiler's byte countdown, pop the class's free list. ~21
- * instructions (callgrind, bench/); a sampled allocation leaves through the slow path. */
+ * instructions (callgrind, bench/); a sampled allocation leaves through the slow path. A
+ * -Dsecure=true build adds the decode and check of freelist_next, ~20 more. */
 GM_INLINE void *gm_malloc_inline(size_t size) {
     mcache *c = gm_tls_mcache;
     if (gm_likely(size <= GM_MAX_SMALL_SIZE)) {
@@ -467,7 +545,11 @@ GM_INLINE void *gm_malloc_inline(size_t size) {
         int64_t left = c->next_sample - (int64_t)gm_class_to_size[cl];
         if (gm_likely(p != NULL && left >= 0)) {
             c->next_sample = left;
-            c->list[cl].head = p[0];
+            void *next = freelist_decode(p, p[0]);
+#if GM_SECURE_BUILD
+            if (gm_unlikely(!freelist_pop_ok(p, next, cl))) return secure_pop_last(&c->list[cl], p, next);
+#endif
+            c->list[cl].head = next;
             gm_count_malloc(&c->list[cl]);
             p[1] = NULL; /* clear the free mark */
             return p;
@@ -481,7 +563,8 @@ GM_INLINE void *gm_malloc_inline(size_t size) {
  * gm_free_slow: foreign pointers (no span), interior pointers (not a slot start), double
  * frees (mark present), a full list (no cap left), spans holding a profiled object
  * (freeclass 0), and large objects and dead spans (their division magic is 0).
- * ~30 instructions (callgrind, bench/). */
+ * ~30 instructions (callgrind, bench/); a -Dsecure=true build adds the link's encoding,
+ * ~4 more. */
 GM_INLINE void gm_free_inline(void *ptr) {
     uintptr_t p = (uintptr_t)ptr;
     mcache *c = gm_tls_mcache;
@@ -492,7 +575,7 @@ GM_INLINE void gm_free_inline(void *ptr) {
         void **o = (void **)ptr;
         if (gm_likely(mspan_is_slot(s, p) && freelist_len_minus_cap(fl) < 0 &&
                       (uint64_t)(uintptr_t)o[1] != gm_free_mark(ptr))) {
-            o[0] = fl->head;
+            o[0] = freelist_encode(o, fl->head);
             o[1] = (void *)(uintptr_t)gm_free_mark(ptr);
             fl->head = o;
             gm_count_free(fl);

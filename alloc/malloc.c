@@ -103,10 +103,10 @@ static void *alloc_small(unsigned cl) {
     mcache *c = get_cache(&locked);
     gm_freelist *fl = &c->list[cl];
     void **p = fl->head;
-    if (gm_unlikely(gm_opt.secure)) {
+    if (gm_unlikely(secure_slow_lists())) {
         p = secure_alloc(c, cl);
     } else if (p != NULL) {
-        fl->head = p[0];
+        fl->head = freelist_next(p, cl);
         p[1] = NULL;
         gm_count_malloc(fl);
     } else {
@@ -171,14 +171,14 @@ static void free_small(mspan *s, void *ptr) {
     bool locked;
     mcache *c = get_cache(&locked);
     gm_freelist *fl = &c->list[cl];
-    if (gm_unlikely(gm_opt.secure)) {
+    if (gm_unlikely(secure_slow_lists())) {
         secure_free(c, cl, ptr);
         if (locked) mcache_unlock_fallback();
         return;
     }
     if (freelist_len_minus_cap(fl) >= 0) mcache_flush(c, cl);
     void **o = ptr;
-    o[0] = fl->head;
+    o[0] = freelist_encode(o, fl->head);
     o[1] = (void *)(uintptr_t)gm_free_mark(ptr);
     fl->head = o;
     gm_count_free(fl);

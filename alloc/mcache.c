@@ -40,6 +40,22 @@ void mcache_init_struct(mcache *c) {
     if (gm_opt.secure) secure_init_cache(c);
 }
 
+/* Turns the thread list starting at head into the plain NULL-terminated list that
+ * mcentral_free_list takes. Nothing to do in a default build, whose links are plain; a
+ * secure build decodes (and so checks) every link on the way. */
+static void *plain_list(void *head, unsigned cl) {
+#if GM_SECURE_BUILD
+    for (void **o = head; o != NULL;) {
+        void **next = freelist_next(o, cl);
+        o[0] = next;
+        o = next;
+    }
+#else
+    (void)cl;
+#endif
+    return head;
+}
+
 /* Objects on the class's list right now (exact: see gm_freelist). */
 static uint32_t list_len(const mcache *c, unsigned cl) {
     return (uint32_t)(freelist_len_minus_cap(&c->list[cl]) + c->limit[cl]);
@@ -96,8 +112,11 @@ void *mcache_refill(mcache *c, unsigned cl) {
     void **got[32];
     unsigned n = mcache_carve(c, cl, (void **)got, batch);
     if (n == 0) return NULL;
+    /* Only a -Dsecure=true build gets here in secure mode (a default build runs it on
+     * secure.c's lists), so this is where its fresh objects are shuffled. */
+    if (gm_opt.secure) secure_shuffle(c, (void **)got, n);
     for (unsigned i = 1; i < n; i++) {
-        got[i][0] = fl->head;
+        got[i][0] = freelist_encode(got[i], fl->head);
         got[i][1] = (void *)(uintptr_t)gm_free_mark(got[i]);
         fl->head = got[i];
     }
@@ -115,19 +134,19 @@ void mcache_flush(mcache *c, unsigned cl) {
     uint32_t keep = c->limit[cl] / 2; /* >= 2: limits are >= 4 */
     if (len <= keep) return;
     void **cut = fl->head;
-    for (uint32_t i = 1; i < keep; i++) cut = cut[0];
-    void **rest = cut[0];
-    cut[0] = NULL;
+    for (uint32_t i = 1; i < keep; i++) cut = freelist_next(cut, cl);
+    void **rest = freelist_next(cut, cl);
+    cut[0] = freelist_encode(cut, NULL);
     fl->cap += len - keep;
-    mcentral_free_list(cl, rest);
+    mcentral_free_list(cl, plain_list(rest, cl));
 }
 
 void mcache_release_all(mcache *c) {
-    if (gm_opt.secure) secure_release_all(c);
+    if (secure_slow_lists()) secure_release_all(c);
     for (unsigned cl = 1; cl < GM_NUM_CLASSES; cl++) {
         gm_freelist *fl = &c->list[cl];
         if (fl->head != NULL) {
-            void *list = fl->head;
+            void *list = plain_list(fl->head, cl);
             fl->cap += list_len(c, cl);
             fl->head = NULL;
             mcentral_free_list(cl, list);

@@ -2,19 +2,32 @@
  * links are encoded with a per-process random key and checked when a list is consumed, so a
  * write after free is caught instead of handing out an attacker's address; fresh objects
  * are handed out in random order; (with =2) freed memory is filled with a pattern that is
- * checked on reuse. Guard pages after large objects live in malloc.c. Everything here runs
- * on slow paths: in secure mode the fast paths always miss (see secure_init_cache), so the
- * default mode pays nothing for it. */
+ * checked on reuse. Guard pages after large objects live in malloc.c.
+ * Two implementations (docs/security.md). In a default build everything here runs on
+ * slow paths with lists of its own (secure_alloc, secure_free): the fast paths always miss
+ * when secure mode is on (secure_init_cache), so the default mode pays nothing for it. In a
+ * -Dsecure=true build (GM_SECURE_BUILD) the fast paths encode and check the thread lists
+ * themselves (freelist_encode, freelist_next in internal.h) and this file only supplies
+ * their keys, the shuffle and the abort; secure=2 still runs on the lists here. */
 #include "internal.h"
 
 uint64_t gm_secure_key;
+uint64_t gm_list_key[2];
 
 #define FILL_BYTE 0xdf
 
-/* Makes both fast paths miss on this cache: the fast malloc list stays empty, and the free
- * fast path's bound (nfree - nmalloc < cap) can never hold. */
+void secure_init_keys(void) {
+    os_random(&gm_secure_key, sizeof gm_secure_key);
+    os_random(gm_list_key, sizeof gm_list_key);
+    gm_list_key[1] |= 1; /* odd: the mask then takes every value as the address varies */
+}
+
+/* With secure_slow_lists(), makes both fast paths miss on this cache: the fast malloc
+ * list stays empty, and the free fast path's bound (nfree - nmalloc < cap) can never
+ * hold. */
 void secure_init_cache(mcache *c) {
-    for (unsigned cl = 0; cl < GM_NUM_CLASSES; cl++) c->list[cl].cap = INT64_MIN / 4;
+    if (secure_slow_lists())
+        for (unsigned cl = 0; cl < GM_NUM_CLASSES; cl++) c->list[cl].cap = INT64_MIN / 4;
     c->rng = gm_cookie ^ (uint64_t)(uintptr_t)c ^ 0x9E3779B97F4A7C15ull;
 }
 
@@ -80,6 +93,31 @@ static void *pop(mcache *c, unsigned cl) {
     return o;
 }
 
+void secure_shuffle(mcache *c, void **objs, unsigned n) {
+    for (unsigned i = n; i > 1; i--) {
+        unsigned j = (unsigned)(rng_next(c) % i);
+        void *t = objs[i - 1];
+        objs[i - 1] = objs[j];
+        objs[j] = t;
+    }
+}
+
+/* Only reached on a bad pop, and then (unless it is the end of the list) fatal: the
+ * caller's fast path holds no lock and has changed nothing yet. */
+void secure_check_pop(void *obj, void *next) {
+    if ((uint64_t)(uintptr_t)((void **)obj)[1] != gm_free_mark(obj))
+        corrupted("heap corruption detected: write after free in", obj);
+    if (next != NULL) corrupted("heap corruption detected: free list link overwritten in", obj);
+}
+
+void *secure_pop_last(gm_freelist *fl, void *obj, void *next) {
+    secure_check_pop(obj, next);
+    fl->head = NULL;
+    gm_count_malloc(fl);
+    ((void **)obj)[1] = NULL;
+    return obj;
+}
+
 /* Carves a batch from the span into the list in random order (a shuffled batch, so the
  * address of the next object is not predictable from the last one). */
 static bool refill(mcache *c, unsigned cl) {
@@ -88,12 +126,7 @@ static bool refill(mcache *c, unsigned cl) {
     if (batch > 32) batch = 32;
     unsigned n = mcache_carve(c, cl, got, batch);
     if (n == 0) return false;
-    for (unsigned i = n - 1; i > 0; i--) {
-        unsigned j = (unsigned)(rng_next(c) % (i + 1));
-        void *t = got[i];
-        got[i] = got[j];
-        got[j] = t;
-    }
+    secure_shuffle(c, got, n);
     for (unsigned i = 0; i < n; i++) push(c, cl, got[i]); /* carving counts as neither */
     return true;
 }

@@ -1,7 +1,11 @@
-/* test_secure.c: secure mode's detections, run with GOMALLOC=secure=2 (tests/meson.build).
- * Each misuse runs in a child whose stderr is a pipe; the parent checks the exact message
- * and SIGABRT (or SIGSEGV for the guard page). Also: double frees are still caught, and
- * fresh objects do not come out in address order. */
+/* test_secure.c: secure mode's detections. Built twice (tests/meson.build): against the
+ * default library, run with GOMALLOC=secure=2 (secure.c's slow-path lists), and against a
+ * copy built with GM_SECURE_BUILD (what -Dsecure=true builds), run at its default level 1
+ * (the fast paths' encoded lists) and with secure=2. Each misuse runs in a child whose
+ * stderr is a pipe; the parent checks the exact message and SIGABRT (or SIGSEGV for the
+ * guard page). A write after free must be caught by the very next malloc of its class,
+ * before anything is handed out. Also: double frees are still caught, and fresh objects do
+ * not come out in address order. */
 #include <malloc.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -50,26 +54,39 @@ static void expect_abort(void (*fn)(void), const char *what) {
 }
 
 /* victim is allocated in the parent before the fork, so the child, which inherits the
- * heap, misuses a block it really owns. */
+ * heap, misuses a block it really owns. Freed last, victim is the head of its class's list,
+ * so the next malloc of the class pops it and must stop there: a child that gets past that
+ * malloc exits normally, and the test fails. */
 static void overwrite_link(void) {
     void **p = victim;
     free(p);
     p[0] = (void *)0x4141414141414141ull; /* use after free: the list link */
-    for (int i = 0; i < 10000; i++) (void)malloc(48);
+    (void)malloc(48);
+}
+
+static void *volatile other;
+
+/* A plain pointer to another live object of the class: what an attacker who knows one
+ * heap address (but not the key) would write to get two owners for one block. */
+static void overwrite_link_plain(void) {
+    void **p = victim;
+    free(p);
+    p[0] = other;
+    (void)malloc(48);
 }
 
 static void overwrite_mark(void) {
     void **p = victim;
     free(p);
     p[1] = (void *)0x4242424242424242ull;
-    for (int i = 0; i < 10000; i++) (void)malloc(48);
+    (void)malloc(48);
 }
 
 static void overwrite_body(void) {
     char *p = victim;
     free(p);
     p[40] = 'x'; /* past both list words: only the fill check (secure=2) sees it */
-    for (int i = 0; i < 10000; i++) (void)malloc(48);
+    (void)malloc(48);
 }
 
 static void double_free(void) {
@@ -84,15 +101,56 @@ static void test_link_overwrite(void **state) {
     expect_abort(overwrite_link, "heap corruption detected: free list link overwritten in");
 }
 
+static void test_link_overwrite_plain(void **state) {
+    (void)state;
+    other = malloc(48);
+    victim = malloc(48);
+    expect_abort(overwrite_link_plain, "heap corruption detected: free list link overwritten in");
+    free(other);
+}
+
+#if GM_SECURE_BUILD
+/* Forged links that decode correctly (written with the key, as by an attacker who leaked
+ * it) must still name a slot of the victim's class: the fast path's slot check. */
+static void *volatile forged;
+
+static void overwrite_link_forged(void) {
+    void **p = victim;
+    free(p);
+    p[0] = freelist_encode(p, forged);
+    (void)malloc(48);
+}
+
+/* Only at level 1 (main): level 2 keeps secure.c's own lists. */
+static void test_link_forged(void **state) {
+    (void)state;
+    static char not_heap[64] __attribute__((aligned(16)));
+    char *same = malloc(48), *big = malloc(4000);
+    void *targets[] = {
+        not_heap,  /* foreign memory */
+        same + 16, /* inside a slot of the right class, not its start */
+        big,       /* a slot of another class */
+    };
+    for (size_t i = 0; i < sizeof targets / sizeof *targets; i++) {
+        forged = targets[i];
+        victim = malloc(48);
+        expect_abort(overwrite_link_forged, "heap corruption detected: free list link overwritten in");
+        free(victim);
+    }
+    free(same);
+    free(big);
+}
+#endif
+
 static void test_mark_overwrite(void **state) {
     (void)state;
     victim = malloc(48);
     expect_abort(overwrite_mark, "heap corruption detected: write after free in");
 }
 
+/* Only at level 2 (main), which fills freed objects. */
 static void test_body_overwrite(void **state) {
     (void)state;
-    assert_int_equal(gm_opt.secure, 2);
     victim = malloc(48);
     expect_abort(overwrite_body, "heap corruption detected: write after free in");
 }
@@ -156,14 +214,23 @@ static void test_contents_survive(void **state) {
 
 int main(void) {
     if (gm_opt.secure == 0) {
-        fprintf(stderr, "test_secure must run with GOMALLOC=secure=2\n");
+        fprintf(stderr, "test_secure must run with GOMALLOC=secure=1 or 2, or on a secure build\n");
         return 1;
     }
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_link_overwrite),  cmocka_unit_test(test_mark_overwrite),
-        cmocka_unit_test(test_body_overwrite),  cmocka_unit_test(test_double_free),
-        cmocka_unit_test(test_guard_page),      cmocka_unit_test(test_random_order),
-        cmocka_unit_test(test_contents_survive),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    /* Cases that do not apply at this level are left out of the list: cmocka reports a
+     * skip as "not ok # SKIP", which meson counts as a failure. */
+    struct CMUnitTest tests[16];
+    size_t n = 0;
+    tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_link_overwrite);
+    tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_link_overwrite_plain);
+#if GM_SECURE_BUILD
+    if (gm_opt.secure == 1) tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_link_forged);
+#endif
+    tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_mark_overwrite);
+    if (gm_opt.secure >= 2) tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_body_overwrite);
+    tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_double_free);
+    tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_guard_page);
+    tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_random_order);
+    tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_contents_survive);
+    return _cmocka_run_group_tests("tests", tests, n, NULL, NULL);
 }
