@@ -149,7 +149,8 @@ fail:
 
 void mheap_free_span_locked(mspan *s) {
     size_t npages = s->npages;
-    if (s->sizeclass == 0) {
+    /* A CACHED span's free was counted when its thread parked it (mcache_free_large). */
+    if (s->sizeclass == 0 && s->state == MSPAN_INUSE) {
         h.large_nfree++;
         h.large_free_bytes += npages << GM_PAGE_SHIFT;
     }

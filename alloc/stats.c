@@ -38,18 +38,21 @@ void gm_read_memstats(gm_memstats *m) {
      * counted as live lies in a counted span (heap_inuse >= heap_alloc), and the sum reads
      * frees before mallocs (mallocs >= frees in every class). Threads on their fast paths
      * are not held up; only span allocation and release wait. */
-    uint64_t nmalloc[GM_NUM_CLASSES], nfree[GM_NUM_CLASSES];
+    uint64_t nmalloc[GM_NUM_CLASSES], nfree[GM_NUM_CLASSES], cached_alloc, cached_free;
     mheap_stats h;
     gm_lock(&gm_heap_lock);
-    mcache_sum_counters(nmalloc, nfree);
+    mcache_sum_counters(nmalloc, nfree, &cached_alloc, &cached_free);
     mheap_read_stats_locked(&h);
     gm_unlock(&gm_heap_lock);
-    uint64_t total_alloc = h.large_alloc_bytes, total_free = h.large_free_bytes;
-    m->mallocs = h.large_nmalloc;
-    m->frees = h.large_nfree;
+    /* Large objects: those that went through the heap (mheap's counters) plus those
+     * handed out from and freed into thread caches (class 0 of the per-thread counters).
+     * A cached span stays in heap_inuse, like a small object on a thread's list. */
+    uint64_t total_alloc = h.large_alloc_bytes + cached_alloc, total_free = h.large_free_bytes + cached_free;
+    m->mallocs = h.large_nmalloc + nmalloc[0];
+    m->frees = h.large_nfree + nfree[0];
     m->by_size[0].size = 0;
-    m->by_size[0].mallocs = h.large_nmalloc;
-    m->by_size[0].frees = h.large_nfree;
+    m->by_size[0].mallocs = m->mallocs;
+    m->by_size[0].frees = m->frees;
     for (unsigned cl = 1; cl < GM_NUM_CLASSES; cl++) {
         uint64_t sz = gm_class_to_size[cl];
         m->by_size[cl].size = (uint32_t)sz;
