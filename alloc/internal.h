@@ -238,6 +238,9 @@ bool mheap_init(void);
 /* Allocates a span of npages for sizeclass (0 = large), aligned to align_pages pages.
  * Returns NULL when the OS refuses memory. Takes the heap lock. */
 mspan *mheap_alloc_span(size_t npages, unsigned sizeclass, size_t align_pages);
+/* The same, but NULL rather than growing the heap: a caller holding free spans of its own
+ * (a thread's large cache) gives them back and retries before the heap grows. */
+mspan *mheap_alloc_span_nogrow(size_t npages, unsigned sizeclass, size_t align_pages);
 /* pre: s is INUSE, or CACHED (its free was already counted by the caching thread, so it
  * is not counted again). post: the pages are free and map to mspan_dead. */
 void mheap_free_span(mspan *s);
@@ -350,6 +353,8 @@ typedef struct mcache {
     _Atomic uint64_t large_stolen;     /* bytes stealers took; the owner folds them in */
     uint64_t large_ops;                /* owner's puts + takes, read by the idle check */
     uint64_t large_seen;               /* large_ops at the last idle check (list lock) */
+    uint32_t large_misses;             /* owner: large mallocs since the last cache hit */
+    uint64_t large_want[2];            /* owner: page counts that missed lately (admission) */
     uint64_t large_alloc_bytes;        /* MemStats: bytes handed out from the cache */
     uint64_t large_free_bytes;         /* MemStats: bytes freed into the cache */
 } mcache;
@@ -381,11 +386,16 @@ void mcache_lock_fallback(void);
 void mcache_unlock_fallback(void);
 void mcache_thread_exit(void *arg);
 /* A span of exactly npages from the thread's large cache, INUSE and counted as a malloc,
- * or NULL. No lock, one atomic exchange. pre: c is the caller's own (unlocked) cache. */
+ * or NULL. No lock, one atomic exchange; a run of misses returns the cached spans to the
+ * heap first (heap lock). pre: c is the caller's own (unlocked) cache; any npages. */
 mspan *mcache_alloc_large(mcache *c, size_t npages);
+/* On a miss: a span from the heap, where the thread's own cached spans go back before the
+ * heap may grow (parked spans must not be why it grows). NULL when out of memory. */
+mspan *mcache_alloc_large_heap(mcache *c, size_t npages, size_t align_pages);
 /* Parks a live large span being freed in the thread's large cache, counted as a free;
- * false (nothing done) when it does not fit: size out of range, ways full, or over the
- * byte budget. No lock, no atomic read-modify-write. pre: as mcache_alloc_large, the span
+ * false (nothing done) when it does not fit: size out of range, no recent malloc miss of
+ * that page count (admission), ways full, or over the byte budget. No lock, no atomic
+ * read-modify-write. pre: as mcache_alloc_large, the span
  * passed check_live, secure mode is off. */
 bool mcache_free_large(mcache *c, mspan *s);
 /* Takes cached large spans from every thread's cache (all of them, or with idle_only only

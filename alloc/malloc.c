@@ -123,11 +123,13 @@ static void *alloc_large(size_t size, size_t align_pages, bool zero) {
     size_t npages = (size + GM_PAGE_SIZE - 1) >> GM_PAGE_SHIFT;
     bool guard = gm_opt.secure != 0;
     mspan *s = NULL;
-    if (!guard && align_pages == 1 && npages >= GM_LARGE_CACHE_MIN_PAGES && npages <= GM_LARGE_CACHE_MAX_PAGES) {
-        mcache *c = large_cache();
-        if (c != NULL) s = mcache_alloc_large(c, npages);
+    mcache *c = guard ? NULL : large_cache();
+    if (c != NULL) {
+        if (align_pages == 1) s = mcache_alloc_large(c, npages);
+        if (s == NULL) s = mcache_alloc_large_heap(c, npages, align_pages);
+    } else {
+        s = mheap_alloc_span(npages + guard, 0, align_pages);
     }
-    if (s == NULL) s = mheap_alloc_span(npages + guard, 0, align_pages);
     if (gm_unlikely(s == NULL)) {
         /* Out of memory: give every cached large span back to the heap, and try again. */
         if (mcache_steal_large(false) == 0) return NULL;
