@@ -156,6 +156,10 @@ static void free_large(mspan *s, bool may_cache) {
     mheap_free_span(s);
 }
 
+/* Out of line, so gm_realloc's in-place path keeps its code (inlined, free_large cost the
+ * realloc_inplace micro benchmark ~0.5 ns). */
+static GM_NOINLINE void free_large_moved(mspan *s) { free_large(s, false); }
+
 /* Usable bytes of a live large object: its pages, less a guard page. */
 static size_t large_usable(const mspan *s) { return (size_t)(s->npages - s->guard) << GM_PAGE_SHIFT; }
 
@@ -280,7 +284,7 @@ void *gm_realloc(void *ptr, size_t size) {
     void *q = gm_malloc_inline(size);
     if (q == NULL) return NULL;
     memcpy(q, ptr, old < size ? old : size);
-    if (s->sizeclass == 0) free_large(s, false);
+    if (gm_unlikely(s->sizeclass == 0)) free_large_moved(s);
     else gm_free_inline(ptr);
     return q;
 }
