@@ -424,6 +424,10 @@ void secure_release_all(mcache *c);
 
 /* ==== stats.c ==== */
 void stats_init(void); /* pre: options parsed */
+/* Non-zero while gm_read_memstats sums: thread large caches then stay out of the way (their
+ * mallocs and frees take the heap, whose lock the reader holds), since a free+malloc cycle
+ * through a cache between the reader's two passes would count each malloc and no free. */
+extern atomic_int gm_stats_readers;
 
 /* ==== init.c: process init, fork handlers ==== */
 /* 0 = not started, 1 = heap usable (init in progress), 2 = done. */

@@ -173,6 +173,7 @@ static void large_miss(mcache *c, size_t npages) {
 }
 
 mspan *mcache_alloc_large(mcache *c, size_t npages) {
+    if (gm_unlikely(atomic_load_explicit(&gm_stats_readers, memory_order_relaxed) != 0)) return NULL;
     if (npages < GM_LARGE_CACHE_MIN_PAGES || npages > GM_LARGE_CACHE_MAX_PAGES) {
         large_miss(c, npages);
         return NULL;
@@ -211,6 +212,7 @@ bool mcache_free_large(mcache *c, mspan *s) {
     if (npages < GM_LARGE_CACHE_MIN_PAGES || npages > GM_LARGE_CACHE_MAX_PAGES) return false;
     size_t b = npages - GM_LARGE_CACHE_MIN_PAGES;
     if (!(c->large_want[b / 64] >> (b % 64) & 1)) return false; /* no recent demand */
+    if (gm_unlikely(atomic_load_explicit(&gm_stats_readers, memory_order_relaxed) != 0)) return false;
     uint64_t bytes = (uint64_t)npages << GM_PAGE_SHIFT, budget = (uint64_t)gm_opt.largecache;
     if (c->large_bytes + bytes > budget) {
         /* Only now look at what stealers took: the common case reads no shared word. */

@@ -27,6 +27,8 @@
     X(mcache_sys, "B", "bytes obtained for thread caches")                            \
     X(other_sys, "B", "other metadata: arena maps, page bitmaps")
 
+atomic_int gm_stats_readers;
+
 void gm_read_memstats(gm_memstats *m) {
     memset(m, 0, sizeof *m);
     if (atomic_load_explicit(&gm_init_state, memory_order_acquire) == 0) {
@@ -40,10 +42,14 @@ void gm_read_memstats(gm_memstats *m) {
      * are not held up; only span allocation and release wait. */
     uint64_t nmalloc[GM_NUM_CLASSES], nfree[GM_NUM_CLASSES], cached_alloc, cached_free;
     mheap_stats h;
+    /* Large-cache operations run without the heap lock: hold them off too (see
+     * gm_stats_readers). A thread already past its check does at most one. */
+    atomic_fetch_add(&gm_stats_readers, 1);
     gm_lock(&gm_heap_lock);
     mcache_sum_counters(nmalloc, nfree, &cached_alloc, &cached_free);
     mheap_read_stats_locked(&h);
     gm_unlock(&gm_heap_lock);
+    atomic_fetch_sub(&gm_stats_readers, 1);
     /* Large objects: those that went through the heap (mheap's counters) plus those
      * handed out from and freed into thread caches (class 0 of the per-thread counters).
      * A cached span stays in heap_inuse, like a small object on a thread's list. */
