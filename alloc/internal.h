@@ -149,7 +149,9 @@ void options_parse(const char *s);
 void options_print(int fd);
 
 /* ==== mspan.c ==== */
-enum { MSPAN_DEAD = 0, MSPAN_INUSE = 1 };
+/* MSPAN_CACHED: a freed large span parked in a thread's large cache (mcache.c). Its pages
+ * stay allocated and in the span map, so anything but INUSE reads as "already freed". */
+enum { MSPAN_DEAD = 0, MSPAN_INUSE = 1, MSPAN_CACHED = 2 };
 enum { MSPAN_LIST_NONE = 0, MSPAN_LIST_PARTIAL = 1, MSPAN_LIST_FULL = 2 };
 
 /* A run of pages holding objects of one class (or one large object, class 0).
@@ -258,6 +260,11 @@ bool mheap_init(void);
 /* Allocates a span of npages for sizeclass (0 = large), aligned to align_pages pages.
  * Returns NULL when the OS refuses memory. Takes the heap lock. */
 mspan *mheap_alloc_span(size_t npages, unsigned sizeclass, size_t align_pages);
+/* The same, but NULL rather than growing the heap: a caller holding free spans of its own
+ * (a thread's large cache) gives them back and retries before the heap grows. */
+mspan *mheap_alloc_span_nogrow(size_t npages, unsigned sizeclass, size_t align_pages);
+/* pre: s is INUSE, or CACHED (its free was already counted by the caching thread, so it
+ * is not counted again). post: the pages are free and map to mspan_dead. */
 void mheap_free_span(mspan *s);
 void mheap_free_span_locked(mspan *s);
 /* Grows or shrinks a large span in place; false when the pages after it are taken. */
@@ -316,6 +323,11 @@ void mcentral_unlock_all(void);
 void mcentral_reset_locks(void);
 
 /* ==== mcache.c: per-thread cache ==== */
+/* The large-span cache's reach: 32 KiB + 1 B (5 pages) to 1 MiB, two spans per page count;
+ * how many bytes a thread may hold is GOMALLOC=largecache (default 2 MiB). */
+#define GM_LARGE_CACHE_MIN_PAGES 5
+#define GM_LARGE_CACHE_MAX_PAGES 128
+#define GM_LARGE_CACHE_WAYS 2
 /* One size class of a thread's cache: 32 bytes, so malloc and free each touch one line.
  * The two counters are the thread's MemStats counters (objects it handed out and took back)
  * and also size the list: its length is always nfree - nmalloc + (limit - cap), where cap
@@ -341,11 +353,11 @@ GM_INLINE int64_t freelist_len_minus_cap(const gm_freelist *fl) {
     return (int64_t)(fl->nfree - fl->nmalloc) - fl->cap;
 }
 
-/* Per-thread cache. Only its thread writes it. gm_read_memstats reads the counters from
+/* Per-thread cache. Only its thread writes it (stealers only empty large-cache slots). gm_read_memstats reads the counters from
  * another thread: each only grows and is one aligned word, and the reader's order (all
  * frees, then all mallocs, under the heap lock) is what makes the sum consistent. */
 typedef struct mcache {
-    gm_freelist list[GM_NUM_CLASSES]; /* class 0 unused: large objects are counted by mheap */
+    gm_freelist list[GM_NUM_CLASSES]; /* class 0: counters only, large-cache hits and parks */
     /* Heap profiling (Go's mcache.nextSample): bytes this thread may still allocate before
      * the next sampled allocation. The malloc fast path subtracts each slot size and leaves
      * for the slow path when it would go negative; memprofilerate=0 keeps it at INT64_MAX.
@@ -360,6 +372,20 @@ typedef struct mcache {
     void *secure_head[GM_NUM_CLASSES];
     uint32_t secure_len[GM_NUM_CLASSES];
     uint64_t rng;
+    /* Large-span cache: freed large spans of GM_LARGE_CACHE_MIN..MAX_PAGES pages, by exact
+     * page count, for this thread's next large malloc of that size (no heap lock). A slot is
+     * filled only by the owner (plain release store into an empty slot) and emptied by an
+     * atomic exchange, by the owner or by a stealer (mcache_steal_large), so every span has
+     * exactly one owner and no lock is needed. Its bytes stay in heap_inuse. */
+    _Atomic(mspan *) large[GM_LARGE_CACHE_MAX_PAGES - GM_LARGE_CACHE_MIN_PAGES + 1][GM_LARGE_CACHE_WAYS];
+    uint64_t large_bytes;              /* owner: bytes it put minus bytes it took back */
+    _Atomic uint64_t large_stolen;     /* bytes stealers took; the owner folds them in */
+    uint64_t large_ops;                /* owner's puts + takes, read by the idle check */
+    uint64_t large_seen;               /* large_ops at the last idle check (list lock) */
+    uint32_t large_misses;             /* owner: large mallocs since the last cache hit */
+    uint64_t large_want[2];            /* owner: page counts that missed lately (admission) */
+    uint64_t large_alloc_bytes;        /* MemStats: bytes handed out from the cache */
+    uint64_t large_free_bytes;         /* MemStats: bytes freed into the cache */
 } mcache;
 
 /* The per-thread pointer: the allocator's only TLS (initial-exec). It never holds NULL, so
@@ -388,13 +414,32 @@ mcache *mcache_get_slow(bool *locked);
 void mcache_lock_fallback(void);
 void mcache_unlock_fallback(void);
 void mcache_thread_exit(void *arg);
+/* A span of exactly npages from the thread's large cache, INUSE and counted as a malloc,
+ * or NULL. No lock, one atomic exchange; a run of misses returns the cached spans to the
+ * heap first (heap lock). pre: c is the caller's own (unlocked) cache; any npages. */
+mspan *mcache_alloc_large(mcache *c, size_t npages);
+/* On a miss: a span from the heap, where the thread's own cached spans go back before the
+ * heap may grow (parked spans must not be why it grows). NULL when out of memory. */
+mspan *mcache_alloc_large_heap(mcache *c, size_t npages, size_t align_pages);
+/* Parks a live large span being freed in the thread's large cache, counted as a free;
+ * false (nothing done) when it does not fit: size out of range, no recent malloc miss of
+ * that page count (admission), ways full, or over the byte budget. No lock, no atomic
+ * read-modify-write. pre: as mcache_alloc_large, the span
+ * passed check_live, secure mode is off. */
+bool mcache_free_large(mcache *c, mspan *s);
+/* Takes cached large spans from every thread's cache (all of them, or with idle_only only
+ * from caches that did no large operation since the previous idle pass) and frees them to
+ * the heap: for gm_free_os_memory, the memory limit and the scavenger's aging. Returns the
+ * bytes freed. pre: no allocator lock held (takes the heap lock, then the list lock). */
+size_t mcache_steal_large(bool idle_only);
 void mcache_lock_list(void);
 void mcache_unlock_list(void);
 void mcache_fork_child(void);
 /* Sums counters over live caches plus those retired by exited threads: every thread's
  * frees first, then every thread's mallocs, so each counted free's malloc is counted too.
  * pre: the heap lock is held (see gm_read_memstats). */
-void mcache_sum_counters(uint64_t nmalloc[GM_NUM_CLASSES], uint64_t nfree[GM_NUM_CLASSES]);
+void mcache_sum_counters(uint64_t nmalloc[GM_NUM_CLASSES], uint64_t nfree[GM_NUM_CLASSES],
+                         uint64_t *large_alloc_bytes, uint64_t *large_free_bytes);
 /* Test hook: called between the two passes when set (tests/test_stats.c widens the window
  * a torn read would need, so the test can catch a wrong order). NULL in real use. */
 extern void (*gm_stats_between_passes_hook)(void);
@@ -460,6 +505,10 @@ void profile_totals(uint64_t *inuse_objs, uint64_t *inuse_bytes, uint64_t *alloc
 
 /* ==== stats.c ==== */
 void stats_init(void); /* pre: options parsed */
+/* Non-zero while gm_read_memstats sums: thread large caches then stay out of the way (their
+ * mallocs and frees take the heap, whose lock the reader holds), since a free+malloc cycle
+ * through a cache between the reader's two passes would count each malloc and no free. */
+extern atomic_int gm_stats_readers;
 
 /* ==== init.c: process init, fork handlers ==== */
 /* 0 = not started, 1 = heap usable (init in progress), 2 = done. */

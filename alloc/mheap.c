@@ -108,7 +108,7 @@ static void set_span_map(uintptr_t base, size_t npages, mspan *s) {
     }
 }
 
-mspan *mheap_alloc_span(size_t npages, unsigned sizeclass, size_t align_pages) {
+static mspan *alloc_span(size_t npages, unsigned sizeclass, size_t align_pages, bool may_grow) {
     gm_lock(&gm_heap_lock);
     size_t grown = 0;
     mspan *s = fixalloc_alloc(&h.spans);
@@ -116,6 +116,7 @@ mspan *mheap_alloc_span(size_t npages, unsigned sizeclass, size_t align_pages) {
     size_t scav = 0;
     uintptr_t base = pagealloc_alloc(npages, align_pages, &scav);
     if (base == 0) {
+        if (!may_grow) goto fail_span;
         uint64_t before = h.heap_sys;
         if (!mheap_grow(npages + align_pages)) goto fail_span;
         grown = h.heap_sys - before;
@@ -147,9 +148,18 @@ fail:
     return NULL;
 }
 
+mspan *mheap_alloc_span(size_t npages, unsigned sizeclass, size_t align_pages) {
+    return alloc_span(npages, sizeclass, align_pages, true);
+}
+
+mspan *mheap_alloc_span_nogrow(size_t npages, unsigned sizeclass, size_t align_pages) {
+    return alloc_span(npages, sizeclass, align_pages, false);
+}
+
 void mheap_free_span_locked(mspan *s) {
     size_t npages = s->npages;
-    if (s->sizeclass == 0) {
+    /* A CACHED span's free was counted when its thread parked it (mcache_free_large). */
+    if (s->sizeclass == 0 && s->state == MSPAN_INUSE) {
         h.large_nfree++;
         h.large_free_bytes += npages << GM_PAGE_SHIFT;
     }

@@ -24,6 +24,7 @@
 #define MAX_BURST_NS 10000000ull    /* one burst at most 10 ms of CPU */
 #define TOKEN_CAP_NS 50000000ull    /* at most 50 ms of CPU banked */
 #define IDLE_POLL_MS 1000
+#define LARGE_IDLE_NS 1000000000ull /* a thread's cached large spans live 1..2 s unused */
 
 /* ---- state ---- */
 
@@ -138,7 +139,10 @@ static size_t release(size_t max_bytes) {
     return done;
 }
 
+/* gm_free_os_memory and malloc_trim: first every thread's cached large spans go back to
+ * the heap (they are heap_inuse, invisible to the page search), then all free pages out. */
 size_t scavenger_release_all(void) {
+    mcache_steal_large(false);
     gm_lock(&gm_heap_lock);
     pagealloc_scavenge_reset();
     gm_unlock(&gm_heap_lock);
@@ -207,12 +211,18 @@ static void *scavenger_main(void *arg) {
     double fraction = 0.01 * (double)(ncpu > 0 ? ncpu : 1);
     if (fraction > 0.5) fraction = 0.5;
     double tokens = 0; /* ns of CPU the thread may still use */
-    uint64_t last = now_ns(CLOCK_MONOTONIC);
+    uint64_t last = now_ns(CLOCK_MONOTONIC), last_age = last;
     for (;;) {
         uint64_t now = now_ns(CLOCK_MONOTONIC);
         tokens += (double)(now - last) * fraction;
         if (tokens > TOKEN_CAP_NS) tokens = TOKEN_CAP_NS;
         last = now;
+        /* Aging: a thread that made no large malloc or free for a pass loses its cached
+         * spans to the heap, where this loop can release them like any free page. */
+        if (now - last_age >= LARGE_IDLE_NS) {
+            last_age = now;
+            mcache_steal_large(true);
+        }
         bool force;
         mheap_stats h;
         size_t over = overage(&force, &h);
@@ -229,6 +239,7 @@ static void *scavenger_main(void *arg) {
             continue;
         }
         if (force) {
+            mcache_steal_large(false); /* over the memory limit: no thread keeps spans */
             gm_lock(&gm_heap_lock);
             pagealloc_scavenge_reset();
             gm_unlock(&gm_heap_lock);
@@ -298,6 +309,7 @@ void scavenger_after_alloc(size_t grown) {
     if (over > 0 && (force || grown > 0)) {
         size_t want = force ? over : (over < grown ? over : grown);
         if (force) {
+            mcache_steal_large(false);
             gm_lock(&gm_heap_lock);
             pagealloc_scavenge_reset();
             gm_unlock(&gm_heap_lock);

@@ -27,6 +27,8 @@
     X(mcache_sys, "B", "bytes obtained for thread caches")                            \
     X(other_sys, "B", "other metadata: arena maps, page bitmaps, heap profile")
 
+atomic_int gm_stats_readers;
+
 void gm_read_memstats(gm_memstats *m) {
     memset(m, 0, sizeof *m);
     if (atomic_load_explicit(&gm_init_state, memory_order_acquire) == 0) {
@@ -38,18 +40,25 @@ void gm_read_memstats(gm_memstats *m) {
      * counted as live lies in a counted span (heap_inuse >= heap_alloc), and the sum reads
      * frees before mallocs (mallocs >= frees in every class). Threads on their fast paths
      * are not held up; only span allocation and release wait. */
-    uint64_t nmalloc[GM_NUM_CLASSES], nfree[GM_NUM_CLASSES];
+    uint64_t nmalloc[GM_NUM_CLASSES], nfree[GM_NUM_CLASSES], cached_alloc, cached_free;
     mheap_stats h;
+    /* Large-cache operations run without the heap lock: hold them off too (see
+     * gm_stats_readers). A thread already past its check does at most one. */
+    atomic_fetch_add(&gm_stats_readers, 1);
     gm_lock(&gm_heap_lock);
-    mcache_sum_counters(nmalloc, nfree);
+    mcache_sum_counters(nmalloc, nfree, &cached_alloc, &cached_free);
     mheap_read_stats_locked(&h);
     gm_unlock(&gm_heap_lock);
-    uint64_t total_alloc = h.large_alloc_bytes, total_free = h.large_free_bytes;
-    m->mallocs = h.large_nmalloc;
-    m->frees = h.large_nfree;
+    atomic_fetch_sub(&gm_stats_readers, 1);
+    /* Large objects: those that went through the heap (mheap's counters) plus those
+     * handed out from and freed into thread caches (class 0 of the per-thread counters).
+     * A cached span stays in heap_inuse, like a small object on a thread's list. */
+    uint64_t total_alloc = h.large_alloc_bytes + cached_alloc, total_free = h.large_free_bytes + cached_free;
+    m->mallocs = h.large_nmalloc + nmalloc[0];
+    m->frees = h.large_nfree + nfree[0];
     m->by_size[0].size = 0;
-    m->by_size[0].mallocs = h.large_nmalloc;
-    m->by_size[0].frees = h.large_nfree;
+    m->by_size[0].mallocs = m->mallocs;
+    m->by_size[0].frees = m->frees;
     for (unsigned cl = 1; cl < GM_NUM_CLASSES; cl++) {
         uint64_t sz = gm_class_to_size[cl];
         m->by_size[cl].size = (uint32_t)sz;

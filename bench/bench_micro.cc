@@ -1,5 +1,5 @@
 // bench_micro: google-benchmark micro benchmarks of the malloc API: malloc+free pairs at every
-// gomalloc size-class edge up to 32 KiB (and one byte past a few), random sizes, batches of 1000,
+// gomalloc size-class edge up to 32 KiB (and one byte past a few), large objects to 1 MiB, random sizes, batches of 1000,
 // calloc, aligned_alloc, realloc in place and growth. Calls
 // plain malloc, so one binary runs under any allocator: LD_PRELOAD=build/alloc/libgomalloc.so build/bench/bench_micro
 #include <benchmark/benchmark.h>
@@ -49,6 +49,8 @@ void ClassEdges(benchmark::internal::Benchmark *b) {
     for (int n : {17, 129, 257, 1025, 4097, 32769}) b->Arg(n);
 }
 BENCHMARK(BM_malloc_free)->Apply(ClassEdges);
+// Large objects (issue 5): a few page counts a per-thread span cache should serve.
+BENCHMARK(BM_malloc_free)->Arg(65536)->Arg(131072)->Arg(262144)->Arg(1048576);
 BENCHMARK(BM_malloc_free)->Arg(64)->Threads(2)->UseRealTime();
 
 void BM_malloc_free_random(benchmark::State &st) {

@@ -182,6 +182,47 @@ static void c_interior_large16(void) {
     report_ptr(p + 16);
     free(p + 16);
 }
+/* Large spans freed into the thread's large cache (issue 5) stay mapped and allocated in
+ * the heap: the span must still read as freed, in the same thread and in another. */
+static void c_double_large_cached(void) {
+    void *p = vmalloc(100000);
+    memset(p, 1, 100000);
+    report_ptr(p);
+    free(p);
+    free(p);
+}
+static void c_double_large_cached_after_others(void) {
+    void *p = vmalloc(40000), *q = vmalloc(300000);
+    report_ptr(p);
+    free(p);
+    free(q);
+    free(vmalloc(300000)); /* a cache hit in between */
+    free(p);
+}
+static void c_double_large_cached_cross_thread(void) {
+    void *p = vmalloc(200000);
+    report_ptr(p);
+    pthread_t a, b;
+    pthread_create(&a, NULL, free_arg, p);
+    pthread_join(a, NULL); /* parked in a's cache, which a's exit returned to the heap */
+    pthread_create(&b, NULL, free_arg, p);
+    pthread_join(b, NULL);
+}
+static void c_double_large_cached_cross_live_thread(void) {
+    void *p = vmalloc(200000);
+    report_ptr(p);
+    free(p); /* parked in this thread's cache */
+    pthread_t b;
+    pthread_create(&b, NULL, free_arg, p);
+    pthread_join(b, NULL);
+}
+static void c_realloc_large_cached(void) {
+    void *p = vmalloc(100000);
+    report_ptr(p);
+    free(p);
+    void *q = realloc(p, 200000);
+    (void)q;
+}
 static void c_realloc_interior(void) {
     char *p = vmalloc(64);
     report_ptr(p + 16);
@@ -198,6 +239,11 @@ static void test_double_free_cross_thread(void **s) { (void)s; expect_abort(c_do
 static void test_double_free_large(void **s) { (void)s; expect_abort(c_double_large, "free(): double free"); }
 static void test_free_interior_large(void **s) { (void)s; expect_abort(c_interior_large, "free(): invalid pointer"); }
 static void test_free_interior_large_16(void **s) { (void)s; expect_abort(c_interior_large16, "free(): invalid pointer"); }
+static void test_double_free_large_cached(void **s) { (void)s; expect_abort(c_double_large_cached, "free(): double free"); }
+static void test_double_free_large_cached_after_others(void **s) { (void)s; expect_abort(c_double_large_cached_after_others, "free(): double free"); }
+static void test_double_free_large_cached_cross_thread(void **s) { (void)s; expect_abort(c_double_large_cached_cross_thread, "free(): double free"); }
+static void test_double_free_large_cached_cross_live_thread(void **s) { (void)s; expect_abort(c_double_large_cached_cross_live_thread, "free(): double free"); }
+static void test_realloc_large_cached(void **s) { (void)s; expect_abort(c_realloc_large_cached, "realloc(): double free"); }
 static void test_realloc_interior(void **s) { (void)s; expect_abort(c_realloc_interior, "realloc(): invalid pointer"); }
 
 /* ---- foreign pointers: warn, keep going ---- */
@@ -273,6 +319,11 @@ int main(void) {
         cmocka_unit_test(test_double_free_large),
         cmocka_unit_test(test_free_interior_large),
         cmocka_unit_test(test_free_interior_large_16),
+        cmocka_unit_test(test_double_free_large_cached),
+        cmocka_unit_test(test_double_free_large_cached_after_others),
+        cmocka_unit_test(test_double_free_large_cached_cross_thread),
+        cmocka_unit_test(test_double_free_large_cached_cross_live_thread),
+        cmocka_unit_test(test_realloc_large_cached),
         cmocka_unit_test(test_realloc_interior),
         cmocka_unit_test(test_foreign_stack),
         cmocka_unit_test(test_foreign_static),
