@@ -14,6 +14,9 @@
 
 #include <cmocka.h>
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #define GM_KIB ((size_t)1 << 10)
 #define GM_MIB ((size_t)1 << 20)
 #define GM_GIB ((size_t)1 << 30)
@@ -68,5 +71,18 @@ static inline size_t pat_check(const void *p, size_t n, uint32_t seed) {
             fail_msg("pattern mismatch at byte %zu of %zu (block %p)", bad_, (size_t)(n), \
                      (void *)(p));                                                        \
     } while (0)
+
+/* Resident set size of this process in bytes (from /proc/self/statm); asserts on failure. */
+static inline size_t rss_bytes(void) {
+    char buf[128] = {0};
+    int fd = open("/proc/self/statm", O_RDONLY);
+    assert_true(fd >= 0);
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    assert_true(n > 0);
+    unsigned long size, resident;
+    assert_int_equal(sscanf(buf, "%lu %lu", &size, &resident), 2);
+    return resident * (size_t)sysconf(_SC_PAGESIZE);
+}
 
 #endif /* GM_TEST_H */

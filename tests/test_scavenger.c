@@ -17,18 +17,6 @@
 
 #include <malloc.h>
 
-static size_t rss_bytes(void) {
-    char buf[128] = {0};
-    int fd = open("/proc/self/statm", O_RDONLY);
-    assert_true(fd >= 0);
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    assert_true(n > 0);
-    unsigned long size, resident;
-    assert_int_equal(sscanf(buf, "%lu %lu", &size, &resident), 2);
-    return resident * (size_t)sysconf(_SC_PAGESIZE);
-}
-
 static uint64_t released(void) {
     gm_memstats m;
     gm_read_memstats(&m);

@@ -248,15 +248,6 @@ static void *churn_thread(void *v) {
     return NULL;
 }
 
-static long rss_bytes(void) {
-    FILE *f = fopen("/proc/self/statm", "r");
-    long size = 0, res = 0;
-    if (f == NULL) return -1;
-    if (fscanf(f, "%ld %ld", &size, &res) != 2) res = -1;
-    fclose(f);
-    return res * sysconf(_SC_PAGESIZE);
-}
-
 static void churn(int nthreads) {
     churn_arg args[CHURN_BATCH];
     pthread_t t[CHURN_BATCH];
@@ -279,10 +270,10 @@ static void test_thread_exit_churn(void **state) {
     churn(400); /* warm: thread stacks cached, spans in place */
     gm_memstats a, b;
     gm_read_memstats(&a);
-    long rss_a = rss_bytes();
+    long rss_a = (long)rss_bytes();
     churn(CHURN_THREADS);
     gm_read_memstats(&b);
-    long rss_b = rss_bytes();
+    long rss_b = (long)rss_bytes();
     assert_no_thread_failures();
     if (b.heap_objects != a.heap_objects)
         fail_msg("heap_objects %llu -> %llu after churn", (unsigned long long)a.heap_objects,
