@@ -436,8 +436,9 @@ void mcache_lock_list(void);
 void mcache_unlock_list(void);
 void mcache_fork_child(void);
 /* Sums counters over live caches plus those retired by exited threads: every thread's
- * frees first, then every thread's mallocs, so each counted free's malloc is counted too.
- * pre: the heap lock is held (see gm_read_memstats). */
+ * mallocs first, then every thread's frees, so no object freed during the read is counted
+ * live (a class's frees may then exceed its mallocs by objects allocated and freed during
+ * the read: the caller clamps). pre: the heap lock is held (see gm_read_memstats). */
 void mcache_sum_counters(uint64_t nmalloc[GM_NUM_CLASSES], uint64_t nfree[GM_NUM_CLASSES],
                          uint64_t *large_alloc_bytes, uint64_t *large_free_bytes);
 /* Test hook: called between the two passes when set (tests/test_stats.c widens the window

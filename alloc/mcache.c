@@ -348,17 +348,21 @@ void mcache_sum_counters(uint64_t nmalloc[GM_NUM_CLASSES], uint64_t nfree[GM_NUM
     }
     *large_alloc_bytes = gm_retired_large_alloc;
     *large_free_bytes = gm_retired_large_free;
-    /* Acquire loads, frees before mallocs: a free that is seen happened after its
-     * malloc (the pointer travelled from one thread to the other), so that malloc's
-     * count is visible by the time the second pass reads it. */
-    for (mcache *c = gm_all_mcaches; c != NULL; c = c->all_next) {
-        for (unsigned cl = 0; cl < GM_NUM_CLASSES; cl++) nfree[cl] += __atomic_load_n(&c->list[cl].nfree, __ATOMIC_ACQUIRE);
-        *large_free_bytes += __atomic_load_n(&c->large_free_bytes, __ATOMIC_ACQUIRE);
-    }
-    if (gm_stats_between_passes_hook != NULL) gm_stats_between_passes_hook();
+    /* Mallocs before frees. An object counted live was allocated before the first pass
+     * read its thread and not freed when the second pass read the freeing thread, so it
+     * was live at the moment between the passes: heap_alloc never exceeds what was live,
+     * however many times threads free and reuse objects meanwhile. (Frees first, as this
+     * once was, counted an object freed and reallocated during the read once per cycle,
+     * and heap_alloc could pass heap_inuse.) The price: a free whose malloc came after the
+     * first pass may be seen; stats.c clamps each class's frees to its mallocs. */
     for (mcache *c = gm_all_mcaches; c != NULL; c = c->all_next) {
         for (unsigned cl = 0; cl < GM_NUM_CLASSES; cl++) nmalloc[cl] += __atomic_load_n(&c->list[cl].nmalloc, __ATOMIC_ACQUIRE);
         *large_alloc_bytes += __atomic_load_n(&c->large_alloc_bytes, __ATOMIC_ACQUIRE);
+    }
+    if (gm_stats_between_passes_hook != NULL) gm_stats_between_passes_hook();
+    for (mcache *c = gm_all_mcaches; c != NULL; c = c->all_next) {
+        for (unsigned cl = 0; cl < GM_NUM_CLASSES; cl++) nfree[cl] += __atomic_load_n(&c->list[cl].nfree, __ATOMIC_ACQUIRE);
+        *large_free_bytes += __atomic_load_n(&c->large_free_bytes, __ATOMIC_ACQUIRE);
     }
     gm_unlock(&gm_mcache_list_lock);
 }

@@ -36,10 +36,11 @@ void gm_read_memstats(gm_memstats *m) {
         return;
     }
     /* No stop-the-world and nothing on the fast paths: holding the heap lock keeps every
-     * span alive and in heap_inuse while the per-thread counters are summed, so each object
-     * counted as live lies in a counted span (heap_inuse >= heap_alloc), and the sum reads
-     * frees before mallocs (mallocs >= frees in every class). Threads on their fast paths
-     * are not held up; only span allocation and release wait. */
+     * span alive and in heap_inuse while the per-thread counters are summed, and the sum
+     * reads mallocs before frees, so each object counted as live was live in a counted span
+     * (heap_inuse >= heap_alloc); frees are clamped to mallocs per class (see
+     * mcache_sum_counters). Threads on their fast paths are not held up; only span
+     * allocation and release wait. */
     uint64_t nmalloc[GM_NUM_CLASSES], nfree[GM_NUM_CLASSES], cached_alloc, cached_free;
     mheap_stats h;
     /* Large-cache operations run without the heap lock: hold them off too (see
@@ -50,6 +51,12 @@ void gm_read_memstats(gm_memstats *m) {
     mheap_read_stats_locked(&h);
     gm_unlock(&gm_heap_lock);
     atomic_fetch_sub(&gm_stats_readers, 1);
+    /* A free seen without its malloc: the object came and went during the read. */
+    for (unsigned cl = 1; cl < GM_NUM_CLASSES; cl++)
+        if (nfree[cl] > nmalloc[cl]) nfree[cl] = nmalloc[cl];
+    uint64_t lm = h.large_nmalloc + nmalloc[0], lb = h.large_alloc_bytes + cached_alloc;
+    if (h.large_nfree + nfree[0] > lm) nfree[0] = lm > h.large_nfree ? lm - h.large_nfree : 0;
+    if (h.large_free_bytes + cached_free > lb) cached_free = lb > h.large_free_bytes ? lb - h.large_free_bytes : 0;
     /* Large objects: those that went through the heap (mheap's counters) plus those
      * handed out from and freed into thread caches (class 0 of the per-thread counters).
      * A cached span stays in heap_inuse, like a small object on a thread's list. */
