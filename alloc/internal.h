@@ -403,7 +403,7 @@ void *mcache_refill(mcache *c, unsigned sizeclass);
 /* Takes up to max objects (at least one unless out of memory) from the class's span,
  * swapping a full span for another; counts them as taken. Returns how many. */
 unsigned mcache_carve(mcache *c, unsigned sizeclass, void **out, unsigned max);
-/* Moves the older half of the class's free list back to mcentral. */
+/* Moves the newer (still cached) half of the class's free list back to mcentral. */
 void mcache_flush(mcache *c, unsigned sizeclass);
 /* Empties every list and hands every span back (thread exit). */
 void mcache_release_all(mcache *c);

@@ -134,19 +134,24 @@ void *mcache_refill(mcache *c, unsigned cl) {
     return got[0];
 }
 
-/* Called when a free finds the list full: keeps the most recently freed (cache-hot) half
- * and returns the older objects to mcentral in one batch. */
+/* Called when a free finds the list full: returns the most recently freed half to mcentral
+ * in one batch and keeps the older half. Both walks (this one to the cut, mcentral's over
+ * the batch) chase links through the objects, and only the newest are still in cache:
+ * flushing the older half instead missed on nearly every link once 16 threads shared 2
+ * cores (prodcons: mcentral_free_list 18% and mcache_flush 13% of cycles, nearly all on
+ * the link load; flushing the newest half took prodcons 2/8/16 threads from 2.0/2.3/2.3 s
+ * to 1.5/1.3/1.5 s, churn and the micro benchmarks unchanged). */
 void mcache_flush(mcache *c, unsigned cl) {
     gm_freelist *fl = &c->list[cl];
     uint32_t len = list_len(c, cl);
     uint32_t keep = c->limit[cl] / 2; /* >= 2: limits are >= 4 */
     if (len <= keep) return;
-    void **cut = fl->head;
-    for (uint32_t i = 1; i < keep; i++) cut = freelist_next(cut, cl);
-    void **rest = freelist_next(cut, cl);
+    void **give = fl->head, **cut = give;
+    for (uint32_t i = 1; i < len - keep; i++) cut = freelist_next(cut, cl);
+    fl->head = freelist_next(cut, cl);
     cut[0] = freelist_encode(cut, NULL);
     fl->cap += len - keep;
-    mcentral_free_list(cl, plain_list(rest, cl));
+    mcentral_free_list(cl, plain_list(give, cl));
 }
 
 /* Empties the slots of one cache into the heap. Returns the bytes.
