@@ -118,7 +118,7 @@ static uint64_t mix(uint64_t h, uint64_t v) {
 }
 
 static bool table_grow(void) {
-    size_t ncap = prof.table_cap ? prof.table_cap * 2 : 1024;
+    size_t ncap = prof.table_cap ? prof.table_cap * 2 : 512; /* one page of heads */
     prof_bucket **nt = prof_map(ncap * sizeof *nt);
     if (nt == NULL) return false;
     for (size_t i = 0; i < prof.table_cap; i++) {
@@ -170,7 +170,7 @@ static size_t live_home(uintptr_t p, size_t cap) { return (size_t)(((uint64_t)p 
 static bool live_insert(uintptr_t p, prof_bucket *b);
 
 static bool live_grow(void) {
-    size_t ncap = prof.live_cap ? prof.live_cap * 2 : 1024;
+    size_t ncap = prof.live_cap ? prof.live_cap * 2 : 256; /* one page; doubles as samples live */
     prof_entry *old = prof.live;
     size_t ocap = prof.live_cap;
     prof_entry *n = prof_map(ncap * sizeof *n);

@@ -332,7 +332,10 @@ static cfi_rule cfi_compute(uintptr_t pc) {
 
 /* ---- the rule cache: direct-mapped by return address, behind a leaf lock ---- */
 
-#define TB_CACHE 4096
+/* 1024 rules, 24 KiB: hashing scatters entries over every page, so the table's size is
+ * what it adds to RSS once a program has sampled from a few dozen call sites. */
+#define TB_CACHE 1024
+#define TB_CACHE_SHIFT 54 /* 64 - log2(TB_CACHE) */
 typedef struct cache_entry {
     uintptr_t pc;
     cfi_rule rule;
@@ -341,7 +344,7 @@ static cache_entry tb_cache[TB_CACHE]; /* .bss: touched only by profiling */
 static gm_lock_t tb_lock = GM_LOCK_INIT;
 
 static cfi_rule rule_for(uintptr_t pc) {
-    cache_entry *e = &tb_cache[(pc * 0x9E3779B97F4A7C15ull) >> 52];
+    cache_entry *e = &tb_cache[(pc * 0x9E3779B97F4A7C15ull) >> TB_CACHE_SHIFT];
     if (e->pc == pc) return e->rule;
     cfi_rule r = cfi_compute(pc);
     e->pc = pc;
