@@ -457,8 +457,8 @@ extern uint64_t gm_secure_key;  /* secure.c's own list tags */
 extern uint64_t gm_list_key[2]; /* the thread lists' link mask; [1] odd */
 /* pre: options parsed. Draws both keys from the OS. */
 void secure_init_keys(void);
-/* pre: gm_opt.secure != 0. Seeds the cache's shuffle generator and, when
- * secure_slow_lists(), makes both fast paths miss on it. */
+/* pre: gm_opt.secure != 0, c->rng seeded (mcache_init_struct). When
+ * secure_slow_lists(), makes both fast paths miss on c. */
 void secure_init_cache(mcache *c);
 /* Fisher-Yates on the cache's generator: fresh objects leave a span in random order. */
 void secure_shuffle(mcache *c, void **objs, unsigned n);

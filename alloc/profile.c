@@ -258,21 +258,22 @@ void profile_free(mspan *s, void *p) {
     gm_unlock(&prof.lock);
 }
 
-void profile_totals(uint64_t *inuse_objs, uint64_t *inuse_bytes, uint64_t *alloc_objs, uint64_t *alloc_bytes) {
-    uint64_t io = 0, ib = 0, ao = 0, ab = 0;
-    gm_lock(&prof.lock);
+/* Sums every bucket. pre: prof.lock held. */
+static void totals_locked(uint64_t *io, uint64_t *ib, uint64_t *ao, uint64_t *ab) {
+    *io = *ib = *ao = *ab = 0;
     for (size_t i = 0; i < prof.table_cap; i++)
         for (const prof_bucket *b = prof.table[i]; b != NULL; b = b->next) {
-            io += b->allocs - b->frees;
-            ib += (b->allocs - b->frees) * b->size;
-            ao += b->allocs;
-            ab += b->allocs * b->size;
+            *io += b->allocs - b->frees;
+            *ib += (b->allocs - b->frees) * b->size;
+            *ao += b->allocs;
+            *ab += b->allocs * b->size;
         }
+}
+
+void profile_totals(uint64_t *inuse_objs, uint64_t *inuse_bytes, uint64_t *alloc_objs, uint64_t *alloc_bytes) {
+    gm_lock(&prof.lock);
+    totals_locked(inuse_objs, inuse_bytes, alloc_objs, alloc_bytes);
     gm_unlock(&prof.lock);
-    *inuse_objs = io;
-    *inuse_bytes = ib;
-    *alloc_objs = ao;
-    *alloc_bytes = ab;
 }
 
 void profile_lock(void) { gm_lock(&prof.lock); }
@@ -335,8 +336,8 @@ static void copy_exec_maps(gm_buf *b) {
  * it divides by zero for records with nothing in use; docs/profiling.md has the details. */
 static void write_profile(gm_buf *b) {
     uint64_t io, ib, ao, ab;
-    profile_totals(&io, &ib, &ao, &ab);
-    gm_lock(&prof.lock);
+    gm_lock(&prof.lock); /* one hold for header and records, so the header is their sum */
+    totals_locked(&io, &ib, &ao, &ab);
     int64_t now = __atomic_load_n(&gm_opt.memprofilerate, __ATOMIC_RELAXED);
     int64_t rate = prof.rate_used > 0 ? prof.rate_used : now > 0 ? now : 524288;
     gm_buf_puts(b, "heap profile: ");
@@ -362,6 +363,14 @@ static void write_profile(gm_buf *b) {
 }
 
 /* Expands %p (pid), %n (this process's dump number) and %% in a path. False if too long. */
+/* Writes v in decimal at the end of num[24]; returns where it starts (NUL-terminated). */
+static const char *dec(char num[24], uint64_t v) {
+    char *e = num + 24;
+    *--e = '\0';
+    do *--e = (char)('0' + v % 10); while ((v /= 10) != 0);
+    return e;
+}
+
 static bool expand_path(const char *in, char *out, size_t cap, unsigned seq) {
     size_t o = 0;
     for (const char *s = in; *s; s++) {
@@ -369,12 +378,8 @@ static bool expand_path(const char *in, char *out, size_t cap, unsigned seq) {
         const char *put = num;
         size_t n;
         if (s[0] == '%' && (s[1] == 'p' || s[1] == 'n')) {
-            uint64_t v = s[1] == 'p' ? (uint64_t)getpid() : seq;
-            char *e = num + sizeof num;
-            *--e = '\0';
-            do *--e = (char)('0' + v % 10); while ((v /= 10) != 0);
-            put = e;
-            n = strlen(e);
+            put = dec(num, s[1] == 'p' ? (uint64_t)getpid() : seq);
+            n = strlen(put);
             s++;
         } else {
             if (s[0] == '%' && s[1] == '%') s++;
@@ -396,22 +401,20 @@ int gm_write_heap_profile(const char *path) {
     }
     if (path == NULL || path[0] == '\0') path = gm_opt.memprofile ? (const char *)(intptr_t)gm_opt.memprofile : "gomalloc.%p.%n.heap";
     unsigned seq = atomic_fetch_add_explicit(&prof_dumps, 1, memory_order_relaxed);
-    char final[4096], tmp[4096 + 32];
+    char final[4096], tmp[4096 + 32], num[24];
     if (!expand_path(path, final, sizeof final, seq)) {
         errno = ENAMETOOLONG;
         return -1;
     }
     /* Written beside the target and renamed over it, so a reader (or a forked child that
      * writes the same path) never sees half a profile. */
-    gm_buf b;
-    gm_buf_init(&b, -1);
-    gm_buf_puts(&b, final);
-    gm_buf_puts(&b, ".tmp.");
-    gm_buf_putu(&b, (uint64_t)getpid());
-    memcpy(tmp, b.data, b.len);
-    tmp[b.len] = '\0';
+    size_t len = strlen(final);
+    memcpy(tmp, final, len);
+    memcpy(tmp + len, ".tmp.", 5);
+    strcpy(tmp + len + 5, dec(num, (uint64_t)getpid())); /* <= 20 digits: fits the 32 spare */
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) return -1;
+    gm_buf b;
     gm_buf_init(&b, fd);
     write_profile(&b);
     int err = b.failed ? EIO : 0;

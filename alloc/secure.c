@@ -28,15 +28,6 @@ void secure_init_keys(void) {
 void secure_init_cache(mcache *c) {
     if (secure_slow_lists())
         for (unsigned cl = 0; cl < GM_NUM_CLASSES; cl++) c->list[cl].cap = INT64_MIN / 4;
-    c->rng = gm_cookie ^ (uint64_t)(uintptr_t)c ^ 0x9E3779B97F4A7C15ull;
-}
-
-static uint64_t rng_next(mcache *c) {
-    uint64_t x = c->rng;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    return c->rng = x;
 }
 
 /* A link is the next pointer (47 bits) with a 16-bit tag keyed on the link's own address
@@ -95,7 +86,7 @@ static void *pop(mcache *c, unsigned cl) {
 
 void secure_shuffle(mcache *c, void **objs, unsigned n) {
     for (unsigned i = n; i > 1; i--) {
-        unsigned j = (unsigned)(rng_next(c) % i);
+        unsigned j = (unsigned)(gm_rng_next(&c->rng) % i);
         void *t = objs[i - 1];
         objs[i - 1] = objs[j];
         objs[j] = t;

@@ -9,6 +9,7 @@
 #include <math.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -193,6 +194,22 @@ static void test_write_profile(void **state) {
     snprintf(path, sizeof path, "%s.tmp.%d", want, (int)getpid());
     assert_int_equal(access(path, F_OK), -1); /* the temporary was renamed */
     unlink(want);
+    /* A path longer than any internal buffer but a gm_buf's (here ~700 bytes). */
+    char dir[1024], longp[1100];
+    int k = snprintf(dir, sizeof dir, "/tmp/gm-test-long-%d", (int)getpid());
+    assert_int_equal(mkdir(dir, 0700), 0);
+    for (int i = 0; i < 3; i++) {
+        k += snprintf(dir + k, sizeof dir - (size_t)k, "/%0200d", i);
+        assert_int_equal(mkdir(dir, 0700), 0);
+    }
+    snprintf(longp, sizeof longp, "%s/p.heap", dir);
+    assert_int_equal(gm_write_heap_profile(longp), 0);
+    assert_true(check_profile_file(longp) >= 1);
+    unlink(longp);
+    for (int i = 0; i < 4; i++) {
+        rmdir(dir);
+        *strrchr(dir, '/') = '\0';
+    }
     /* A directory that does not exist: -1 and errno, nothing else. */
     errno = 0;
     assert_int_equal(gm_write_heap_profile("/nonexistent-dir/x.heap"), -1);
@@ -235,12 +252,16 @@ static void test_fork_child_profile(void **state) {
         assert_true(check_profile_file(child_path) >= 1);
         unlink(child_path);
     }
+    /* The parent writes while the churn thread still samples: the header must still be
+     * the sum of the records (one lock hold for both). */
+    snprintf(parent_path, sizeof parent_path, "/tmp/gm-test-fork-%d.heap", (int)getpid());
+    for (int round = 0; round < 50; round++) {
+        assert_int_equal(gm_write_heap_profile(parent_path), 0);
+        assert_true(check_profile_file(parent_path) >= 1);
+    }
     atomic_store(&churn_stop, true);
     pthread_join(t, NULL);
     gm_set_memprofile_rate(0);
-    snprintf(parent_path, sizeof parent_path, "/tmp/gm-test-fork-%d.heap", (int)getpid());
-    assert_int_equal(gm_write_heap_profile(parent_path), 0);
-    assert_true(check_profile_file(parent_path) >= 1);
     unlink(parent_path);
 }
 
