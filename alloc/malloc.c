@@ -155,8 +155,8 @@ static void *alloc_large(size_t size, size_t align_pages, bool zero) {
     }
     if (guard) s->guard = os_protect((void *)(s->base + (npages << GM_PAGE_SHIFT)), GM_PAGE_SIZE, false);
     if (zero && s->needzero) memset((void *)s->base, 0, size);
-    bool locked;
-    mcache *pc = get_cache(&locked); /* the profiler's countdown (c may be NULL above) */
+    bool locked = false;
+    mcache *pc = c != NULL ? c : get_cache(&locked); /* the profiler's countdown */
     bool sample = sample_due(pc, npages << GM_PAGE_SHIFT);
     if (locked) mcache_unlock_fallback();
     if (gm_unlikely(sample)) profile_alloc((void *)s->base, npages << GM_PAGE_SHIFT);
