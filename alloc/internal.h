@@ -332,9 +332,11 @@ void mcentral_reset_locks(void);
  * The two counters are the thread's MemStats counters (objects it handed out and took back)
  * and also size the list: its length is always nfree - nmalloc + (limit - cap), where cap
  * moves only on slow paths (a refill adds to the list without a free; a flush takes from
- * it without a malloc). So free tests `nfree - nmalloc < cap` with plain loads and each
- * operation does one read-modify-write, its own counter: the statistics cost nothing the
- * list bound did not already need (issue 4). */
+ * it without a malloc). nmalloc is the heap profiler's countdown as well (malloc leaves
+ * for the slow path once it would pass mcache.sample_at[cl]). So free tests
+ * `nfree - nmalloc < cap` with plain loads, and each operation does one read-modify-write,
+ * of its own counter, which the list bound and the profiler need anyway: statistics add
+ * nothing to either fast path (issue 4, docs/stats.md). */
 typedef struct gm_freelist {
     void *head;       /* objects freed by this thread, linked through their first word */
     int64_t cap;      /* free may push while nfree - nmalloc < cap; 0 in the markers */
@@ -345,7 +347,8 @@ typedef struct gm_freelist {
 /* The owner's counter updates: it is the only writer, so a plain read plus an atomic store
  * (a single `mov` on x86-64 and aarch64) is enough for gm_read_memstats's reader, which
  * loads them with acquire. nfree is released: a reader that sees a free also sees what
- * the owner did before it. */
+ * the owner did before it. Small classes count mallocs through mcache_count_small, which
+ * also runs the profiler's countdown; gm_count_malloc is for class 0 (large-cache hits). */
 GM_INLINE void gm_count_malloc(gm_freelist *fl) { __atomic_store_n(&fl->nmalloc, fl->nmalloc + 1, __ATOMIC_RELAXED); }
 GM_INLINE void gm_count_free(gm_freelist *fl) { __atomic_store_n(&fl->nfree, fl->nfree + 1, __ATOMIC_RELEASE); }
 
@@ -358,12 +361,19 @@ GM_INLINE int64_t freelist_len_minus_cap(const gm_freelist *fl) {
  * frees, then all mallocs, under the heap lock) is what makes the sum consistent. */
 typedef struct mcache {
     gm_freelist list[GM_NUM_CLASSES]; /* class 0: counters only, large-cache hits and parks */
-    /* Heap profiling (Go's mcache.nextSample): bytes this thread may still allocate before
-     * the next sampled allocation. The malloc fast path subtracts each slot size and leaves
-     * for the slow path when it would go negative; memprofilerate=0 keeps it at INT64_MAX.
-     * After list[], so list[cl] stays at c + 32*cl and the fast paths index it directly. */
-    int64_t next_sample;
-    uint32_t sample_epoch; /* profile_rate_epoch when next_sample was drawn */
+    /* Heap profiling (Go's mcache.nextSample), one countdown per small class: the malloc
+     * fast path may hand out object number list[cl].nmalloc + 1 while that is at most
+     * sample_at[cl]; the next one leaves for the slow path, which samples it and draws the
+     * next gap. The gap is exponential in bytes (mean = rate) and rounded down to whole
+     * objects of the class, which samples exactly the allocations a byte countdown would:
+     * the one that crosses the gap. Per class rather than per thread, so the fast path
+     * compares a counter it increments anyway and loads no slot size; by the exponential's
+     * lack of memory each object is still sampled with probability 1 - exp(-size/rate),
+     * independently. After list[], so list[cl] stays at c + 32*cl. */
+    uint64_t sample_at[GM_NUM_CLASSES];
+    int64_t next_sample;   /* large objects: bytes before the next sampled one */
+    uint32_t sample_epoch; /* profile_rate_epoch when the countdowns were drawn */
+    uint8_t sample_drawn[GM_NUM_CLASSES]; /* 0: sample_at[cl] not drawn yet (no sample due) */
     mspan *alloc[GM_NUM_CLASSES];     /* span being carved, per class */
     uint32_t limit[GM_NUM_CLASSES];   /* most objects a class's list may hold */
     struct mcache *all_next, *all_prev;
@@ -488,9 +498,14 @@ void traceback_fork_child(void);
 
 /* ==== profile.c: heap profiling (Go's MemProfileRate, docs/profiling.md) ==== */
 extern atomic_uint profile_rate_epoch; /* bumped when the rate changes */
-/* Draws the next sampling gap for a cache (exponential, mean = rate; INT64_MAX when
- * profiling is off, 0 at rate 1) and records the epoch it was drawn in. */
+/* Starts a cache's countdowns over at the current rate and records the epoch: draws the
+ * large objects' byte gap (INT64_MAX when profiling is off, 0 at rate 1) and makes every
+ * small class draw its own at its next malloc (sample_drawn). */
 void profile_reset_countdown(mcache *c);
+/* The next sampling gap: exponential bytes (mean = rate), for a small class divided by
+ * its slot size and rounded down to whole objects, for class 0 (large) in bytes; 0 at
+ * rate 1, 2^62 when profiling is off. */
+uint64_t profile_class_gap(mcache *c, unsigned cl);
 /* Records a sampled allocation of slot bytes at p: stack, bucket, side-table entry, and
  * marks p's span so its frees take the slow path. pre: no allocator lock held (it unwinds
  * the stack, which may take the dynamic loader's lock). */
@@ -584,23 +599,23 @@ GM_INLINE void *freelist_next(void *obj, unsigned cl) {
 }
 
 /* The malloc fast path, shared by gm_malloc and malloc (override.c): one table lookup,
- * one TLS load, the profiler's byte countdown, pop the class's free list. ~21
+ * one TLS load, the class's malloc count against its sampling point, pop its list. ~21
  * instructions (callgrind, bench/); a sampled allocation leaves through the slow path. A
  * -Dsecure=true build adds the decode and check of freelist_next, ~20 more. */
 GM_INLINE void *gm_malloc_inline(size_t size) {
     mcache *c = gm_tls_mcache;
     if (gm_likely(size <= GM_MAX_SMALL_SIZE)) {
         unsigned cl = sizeclass_of(size);
-        void **p = (void **)c->list[cl].head;
-        int64_t left = c->next_sample - (int64_t)gm_class_to_size[cl];
-        if (gm_likely(p != NULL && left >= 0)) {
-            c->next_sample = left;
+        gm_freelist *fl = &c->list[cl];
+        void **p = (void **)fl->head;
+        uint64_t n = fl->nmalloc + 1;
+        if (gm_likely(p != NULL && n <= c->sample_at[cl])) {
             void *next = freelist_decode(p, p[0]);
 #if GM_SECURE_BUILD
-            if (gm_unlikely(!freelist_pop_ok(p, next, cl))) return secure_pop_last(&c->list[cl], p, next);
+            if (gm_unlikely(!freelist_pop_ok(p, next, cl))) return secure_pop_last(fl, p, next);
 #endif
-            c->list[cl].head = next;
-            gm_count_malloc(&c->list[cl]);
+            fl->head = next;
+            __atomic_store_n(&fl->nmalloc, n, __ATOMIC_RELAXED); /* stats and profiler */
             p[1] = NULL; /* clear the free mark */
             return p;
         }

@@ -82,18 +82,41 @@ GM_INLINE mcache *get_cache(bool *locked) {
     return mcache_get_slow(locked);
 }
 
-/* The profiler's countdown for an allocation of slot bytes on cache c (the fast path
- * only ever takes from it when no sample falls due). Returns true when this allocation is
- * to be sampled, and draws the next gap; a rate change (profile_rate_epoch) redraws it. */
-static bool sample_due(mcache *c, size_t slot) {
+/* A rate change (profile_rate_epoch) starts every countdown of the cache over. */
+GM_INLINE void sample_epoch_check(mcache *c) {
     if (gm_unlikely(c->sample_epoch != atomic_load_explicit(&profile_rate_epoch, memory_order_relaxed)))
         profile_reset_countdown(c);
+}
+
+/* The large objects' byte countdown for an allocation of slot bytes. Returns true when
+ * this allocation is to be sampled, and draws the next gap. */
+static bool sample_due_large(mcache *c, size_t slot) {
+    sample_epoch_check(c);
     int64_t left = c->next_sample - (int64_t)slot;
     if (gm_likely(left >= 0)) {
         c->next_sample = left;
         return false;
     }
-    profile_reset_countdown(c);
+    c->next_sample = (int64_t)profile_class_gap(c, 0);
+    return true;
+}
+
+/* Counts a small-class malloc made on a slow path, as the fast path would (see
+ * mcache.sample_at). Returns true when the profiler samples it; then, or on the class's
+ * first malloc since its countdown was reset, draws the next sampling point. */
+static bool count_small(mcache *c, unsigned cl) {
+    sample_epoch_check(c);
+    uint64_t n = c->list[cl].nmalloc + 1;
+    __atomic_store_n(&c->list[cl].nmalloc, n, __ATOMIC_RELAXED);
+    if (gm_likely(n <= c->sample_at[cl])) return false;
+    if (!c->sample_drawn[cl]) {
+        /* A fresh countdown starts before this malloc, which is sampled only if its gap
+         * is 0 objects (always at rate 1). */
+        c->sample_drawn[cl] = 1;
+        c->sample_at[cl] = n - 1 + profile_class_gap(c, cl);
+        if (n <= c->sample_at[cl]) return false;
+    }
+    c->sample_at[cl] = n + profile_class_gap(c, cl);
     return true;
 }
 
@@ -108,13 +131,12 @@ static void *alloc_small(unsigned cl) {
     } else if (p != NULL) {
         fl->head = freelist_next(p, cl);
         p[1] = NULL;
-        gm_count_malloc(fl);
     } else {
         p = mcache_refill(c, cl);
         /* Out of memory: spans parked in threads' large caches are free memory too. */
         if (gm_unlikely(p == NULL) && mcache_steal_large(false) > 0) p = mcache_refill(c, cl);
     }
-    bool sample = p != NULL && sample_due(c, gm_class_to_size[cl]);
+    bool sample = p != NULL && count_small(c, cl);
     if (locked) mcache_unlock_fallback();
     if (gm_unlikely(sample)) profile_alloc(p, gm_class_to_size[cl]);
     return p;
@@ -157,7 +179,7 @@ static void *alloc_large(size_t size, size_t align_pages, bool zero) {
     if (zero && s->needzero) memset((void *)s->base, 0, size);
     bool locked = false;
     mcache *pc = c != NULL ? c : get_cache(&locked); /* the profiler's countdown */
-    bool sample = sample_due(pc, npages << GM_PAGE_SHIFT);
+    bool sample = sample_due_large(pc, npages << GM_PAGE_SHIFT);
     if (locked) mcache_unlock_fallback();
     if (gm_unlikely(sample)) profile_alloc((void *)s->base, npages << GM_PAGE_SHIFT);
     return (void *)s->base;

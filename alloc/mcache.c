@@ -114,7 +114,7 @@ void *mcache_refill(mcache *c, unsigned cl) {
     gm_freelist *fl = &c->list[cl];
     /* Move a batch from the span to the list so the next mallocs hit the inline path.
      * The batch enters the list without a free, so cap shrinks by its size; the object
-     * returned counts as a malloc without a pop, so cap shrinks by one more. */
+     * returned will count as a malloc without a pop, so cap shrinks by one more. */
     unsigned batch = c->limit[cl] / 2;
     if (batch > 32) batch = 32;
     void **got[32];
@@ -128,8 +128,7 @@ void *mcache_refill(mcache *c, unsigned cl) {
         got[i][1] = (void *)(uintptr_t)gm_free_mark(got[i]);
         fl->head = got[i];
     }
-    fl->cap -= n;
-    gm_count_malloc(fl);
+    fl->cap -= n; /* the caller counts the malloc (count_small in malloc.c) */
     got[0][1] = NULL;
     return got[0];
 }

@@ -81,22 +81,33 @@ static double ln_unit(double u) {
 
 /* Go's nextSample: an exponential gap with mean = rate makes every byte equally likely to
  * be sampled, so an object of s bytes is sampled with probability 1 - exp(-s/rate),
- * which is what pprof divides by. */
-void profile_reset_countdown(mcache *c) {
-    c->sample_epoch = atomic_load_explicit(&profile_rate_epoch, memory_order_relaxed);
-    int64_t rate = __atomic_load_n(&gm_opt.memprofilerate, __ATOMIC_RELAXED);
-    if (rate <= 0) {
-        c->next_sample = INT64_MAX;
-        return;
-    }
-    if (rate == 1) {
-        c->next_sample = 0;
-        return;
-    }
+ * which is what pprof divides by. pre: rate >= 2. */
+static double gap_bytes(mcache *c, int64_t rate) {
     uint64_t r = gm_rng_next(&c->rng);
     double u = (double)((r >> 11) + 1) * 0x1.0p-53; /* (0, 1] */
-    double gap = -ln_unit(u) * (double)rate;
-    c->next_sample = gap >= 0x1.0p62 ? INT64_MAX : (int64_t)gap;
+    return -ln_unit(u) * (double)rate;
+}
+
+#define GAP_NEVER (UINT64_C(1) << 62) /* rate 0: more objects than any thread allocates */
+
+uint64_t profile_class_gap(mcache *c, unsigned cl) {
+    int64_t rate = __atomic_load_n(&gm_opt.memprofilerate, __ATOMIC_RELAXED);
+    if (rate <= 0) return GAP_NEVER;
+    if (rate == 1) return 0;
+    /* A byte countdown of g samples the allocation that takes it below zero: with objects
+     * of s bytes, the (floor(g/s) + 1)-th. Class 0 (large objects) counts bytes. */
+    double gap = gap_bytes(c, rate) / (cl == 0 ? 1.0 : (double)gm_class_to_size[cl]);
+    return gap >= 0x1.0p62 ? GAP_NEVER : (uint64_t)gap;
+}
+
+void profile_reset_countdown(mcache *c) {
+    c->sample_epoch = atomic_load_explicit(&profile_rate_epoch, memory_order_relaxed);
+    /* Each small class draws at its next malloc, which this sends to the slow path. */
+    for (unsigned cl = 1; cl < GM_NUM_CLASSES; cl++) {
+        c->sample_drawn[cl] = 0;
+        c->sample_at[cl] = c->list[cl].nmalloc;
+    }
+    c->next_sample = (int64_t)profile_class_gap(c, 0);
 }
 
 int64_t gm_set_memprofile_rate(int64_t rate) {

@@ -124,8 +124,7 @@ static bool refill(mcache *c, unsigned cl) {
 
 void *secure_alloc(mcache *c, unsigned cl) {
     if (c->secure_head[cl] == NULL && !refill(c, cl)) return NULL;
-    gm_count_malloc(&c->list[cl]);
-    return pop(c, cl);
+    return pop(c, cl); /* counted by the caller (count_small in malloc.c) */
 }
 
 /* Returns the older objects of a list, from `keep` on, to mcentral as a plain list. */
