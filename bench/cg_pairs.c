@@ -1,5 +1,5 @@
 /* cg_pairs: the callgrind probe. After a fixed warm-up, does N steady-state malloc+free pairs of
- * sizes 16..1024 B (fixed table); compare.sh --callgrind runs it with N and with 0 and divides
+ * sizes 16..1024 B (fixed table); compare.sh --callgrind runs it with N and with 2N and divides
  * the difference in instructions by N. Run: cg_pairs N [warmup=20000] */
 #include "bench_common.h"
 

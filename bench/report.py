@@ -273,7 +273,7 @@ def main():
     scalability(out, med, work, names)
     if cgrows:
         out.append('\n## callgrind: instructions per malloc+free pair\n')
-        out.append(f'Steady-state pairs of 16..1024 B (`cg_pairs`), (Ir(N) - Ir(0)) / N with N = '
+        out.append(f'Steady-state pairs of 16..1024 B (`cg_pairs`), (Ir(2N) - Ir(N)) / N with N = '
                    f'{cgrows[0]["pairs"]}, including the calls and a ~14 Ir test loop. Deterministic. '
                    '`alloc` = the allocator\'s own object (for glibc: libc).\n')
         out.append('| allocator | Ir/pair | alloc | loop | libc | gm/X |')
