@@ -390,7 +390,8 @@ typedef struct mcache {
     uint32_t sample_epoch; /* profile_rate_epoch when the countdowns were drawn */
     uint8_t sample_drawn[GM_NUM_CLASSES]; /* 0: sample_at[cl] not drawn yet (no sample due) */
     mspan *alloc[GM_NUM_CLASSES];     /* span being carved, per class */
-    uint32_t limit[GM_NUM_CLASSES];   /* most objects a class's list may hold */
+    uint32_t limit[GM_NUM_CLASSES];   /* most objects a class's list may hold now */
+    uint8_t list_overflows[GM_NUM_CLASSES]; /* flushes since the class's last refill */
     struct mcache *all_next, *all_prev;
     /* secure.c's own lists (secure_slow_lists()), where the fast paths never look, and
      * the generator that shuffles fresh objects (any secure level). */

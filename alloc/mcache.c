@@ -25,18 +25,37 @@ static uint64_t gm_retired_large_alloc, gm_retired_large_free;
 extern pthread_key_t gm_mcache_key;
 void (*gm_stats_between_passes_hook)(void);
 
-/* How many freed objects a thread keeps per class before flushing half: up to 128 KiB of
- * objects, at least 4 and at most 1024. Enough that a burst of 1000 frees followed by
+/* How many freed objects a thread may keep per class before flushing half: up to 128 KiB
+ * of objects, at least 4 and at most 1024. Enough that a burst of 1000 frees followed by
  * 1000 mallocs never touches mcentral (bench: batch1000), small enough that thousands of
  * threads don't hoard memory; a thread's exit returns all of it. */
-static uint32_t list_limit(unsigned cl) {
+static uint32_t list_max(unsigned cl) {
     uint32_t n = (uint32_t)((128u << 10) / gm_class_to_size[cl]);
     return n < 4 ? 4 : n > 1024 ? 1024 : n;
+}
+/* A class's limit moves between list_min and list_max (tcmalloc's slow start, in spirit):
+ * it grows by one refill batch each time a malloc finds the list empty, so a thread that
+ * reuses what it frees keeps as much as it needs, and halves after LIST_OVERFLOWS flushes
+ * with no refill between them, so a thread that only frees a class (a consumer of another
+ * thread's objects) soon keeps two batches, not 128 KiB. bench/prodcons, 8 producers and
+ * 8 consumers: peak RSS 29.6 -> 12.1 MiB, and faster (fewer objects go cold in lists). */
+static uint32_t list_step(unsigned cl) {
+    uint32_t half = list_max(cl) / 2;
+    return half < 32 ? half : 32;
+}
+static uint32_t list_min(unsigned cl) { return 2 * list_step(cl); }
+#define LIST_OVERFLOWS 3
+
+/* Moves class cl's limit by d objects (either sign); cap moves with it, so the length
+ * nfree - nmalloc + limit - cap is unchanged. */
+static void list_resize(mcache *c, unsigned cl, int32_t d) {
+    c->limit[cl] = (uint32_t)((int32_t)c->limit[cl] + d);
+    c->list[cl].cap += d;
 }
 
 void mcache_init_struct(mcache *c) {
     memset(c, 0, sizeof *c);
-    for (unsigned cl = 1; cl < GM_NUM_CLASSES; cl++) c->list[cl].cap = c->limit[cl] = list_limit(cl);
+    for (unsigned cl = 1; cl < GM_NUM_CLASSES; cl++) c->list[cl].cap = c->limit[cl] = list_min(cl);
     /* Class 0's list only counts large-cache hits and parks; it must never have room, since
      * the free fast path files a span holding a heap-profile sample under class 0 so that
      * its frees reach the slow path (mspan.freeclass). */
@@ -115,8 +134,13 @@ void *mcache_refill(mcache *c, unsigned cl) {
     /* Move a batch from the span to the list so the next mallocs hit the inline path.
      * The batch enters the list without a free, so cap shrinks by its size; the object
      * returned will count as a malloc without a pop, so cap shrinks by one more. */
-    unsigned batch = c->limit[cl] / 2;
-    if (batch > 32) batch = 32;
+    c->list_overflows[cl] = 0;
+    uint32_t max = list_max(cl);
+    if (c->limit[cl] < max) {
+        uint32_t step = list_step(cl);
+        list_resize(c, cl, (int32_t)(max - c->limit[cl] < step ? max - c->limit[cl] : step));
+    }
+    unsigned batch = list_step(cl);
     void **got[32];
     unsigned n = mcache_carve(c, cl, (void **)got, batch);
     if (n == 0) return NULL;
@@ -142,6 +166,11 @@ void *mcache_refill(mcache *c, unsigned cl) {
  * to 1.5/1.3/1.5 s, churn and the micro benchmarks unchanged). */
 void mcache_flush(mcache *c, unsigned cl) {
     gm_freelist *fl = &c->list[cl];
+    if (++c->list_overflows[cl] >= LIST_OVERFLOWS) {
+        c->list_overflows[cl] = 0;
+        uint32_t min = list_min(cl), half = c->limit[cl] / 2;
+        if (c->limit[cl] > min) list_resize(c, cl, -(int32_t)(c->limit[cl] - (half > min ? half : min)));
+    }
     uint32_t len = list_len(c, cl);
     uint32_t keep = c->limit[cl] / 2; /* >= 2: limits are >= 4 */
     if (len <= keep) return;

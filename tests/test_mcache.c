@@ -1,0 +1,174 @@
+/* test_mcache.c: how much a thread's free lists keep (mcache.c). A class's limit grows while
+ * the thread's mallocs find its list empty and shrinks after repeated flushes with no refill
+ * between them, so a thread that only frees another thread's objects keeps two batches
+ * while one that reuses its frees keeps up to the full limit; the list never passes it.
+ * Also: the per-class sampling points count mallocs exactly as MemStats does. */
+#include <pthread.h>
+
+#include "gm_test.h"
+#include "internal.h"
+
+#define OBJ 64
+#define N 20000
+
+static unsigned cls(void) { return sizeclass_of(OBJ); }
+static uint32_t max_limit(void) { return 1024; }  /* 128 KiB / 64 B = 2048, capped at 1024 */
+static uint32_t min_limit(void) { return 64; }    /* two refill batches of 32 */
+
+static uint32_t list_len_of(const mcache *c, unsigned cl) {
+    return (uint32_t)(freelist_len_minus_cap(&c->list[cl]) + c->limit[cl]);
+}
+
+static void *objs[N];
+
+/* Frees every object in objs (allocated by another thread) and reports its list. */
+typedef struct { uint32_t limit, len, max_len; } seen;
+static void *consumer(void *arg) {
+    seen *s = arg;
+    s->max_len = 0;
+    for (int i = 0; i < N; i++) {
+        free(objs[i]);
+        uint32_t len = list_len_of(gm_tls_mcache, cls());
+        if (len > s->max_len) s->max_len = len;
+    }
+    s->limit = gm_tls_mcache->limit[cls()];
+    s->len = list_len_of(gm_tls_mcache, cls());
+    return NULL;
+}
+
+static void test_free_only_thread_keeps_little(void **state) {
+    (void)state;
+    for (int i = 0; i < N; i++) assert_non_null(objs[i] = malloc(OBJ));
+    seen s;
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, consumer, &s), 0);
+    pthread_join(t, NULL);
+    /* It never mallocs this class, so its limit stays at the floor and the list under it. */
+    assert_int_equal(s.limit, min_limit());
+    assert_true(s.max_len <= min_limit());
+    assert_true(s.len <= min_limit());
+}
+
+/* Bursts of 1000 frees then 1000 mallocs on one thread: the limit climbs to where a burst
+ * fits, and then the bursts stop reaching mcentral (the list never overflows). */
+static void *reuser(void *arg) {
+    seen *s = arg;
+    static __thread void *burst[1000];
+    uint64_t flushes_late = 0;
+    for (int round = 0; round < 60; round++) {
+        for (int i = 0; i < 1000; i++) burst[i] = malloc(OBJ);
+        uint8_t before = gm_tls_mcache->list_overflows[cls()];
+        uint32_t limit_before = gm_tls_mcache->limit[cls()];
+        for (int i = 0; i < 1000; i++) free(burst[i]);
+        /* A flush in a late round would show as a new overflow count or a smaller limit. */
+        if (round >= 50 && (gm_tls_mcache->list_overflows[cls()] != before ||
+                            gm_tls_mcache->limit[cls()] < limit_before))
+            flushes_late++;
+    }
+    s->limit = gm_tls_mcache->limit[cls()];
+    s->len = list_len_of(gm_tls_mcache, cls());
+    s->max_len = (uint32_t)flushes_late;
+    return NULL;
+}
+
+static void test_reusing_thread_grows(void **state) {
+    (void)state;
+    seen s;
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, reuser, &s), 0);
+    pthread_join(t, NULL);
+    assert_true(s.limit >= 1000);
+    assert_true(s.limit <= max_limit());
+    assert_true(s.len >= 1000 && s.len <= s.limit);
+    assert_int_equal(s.max_len, 0); /* no flush in the last 10 rounds */
+}
+
+/* A thread that grew its limit by reusing objects, then only frees other threads' objects:
+ * after a few flushes with no refill the limit is back at the floor. */
+static void *turncoat(void *arg) {
+    seen *s = arg;
+    static __thread void *burst[1000];
+    for (int round = 0; round < 3; round++) {
+        for (int i = 0; i < 1000; i++) burst[i] = malloc(OBJ);
+        for (int i = 0; i < 1000; i++) free(burst[i]);
+    }
+    s->max_len = gm_tls_mcache->limit[cls()]; /* the grown limit */
+    for (int i = 0; i < N; i++) free(objs[i]);
+    s->limit = gm_tls_mcache->limit[cls()];
+    s->len = list_len_of(gm_tls_mcache, cls());
+    return NULL;
+}
+
+static void test_limit_shrinks(void **state) {
+    (void)state;
+    for (int i = 0; i < N; i++) assert_non_null(objs[i] = malloc(OBJ));
+    seen s;
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, turncoat, &s), 0);
+    pthread_join(t, NULL);
+    assert_true(s.max_len >= 1000);
+    assert_int_equal(s.limit, min_limit());
+    assert_true(s.len <= min_limit());
+}
+
+/* A thread that mallocs a class now and then but mostly frees it: the limit stays between
+ * the bounds and the list never holds more than the limit. */
+static void *mixed(void *arg) {
+    seen *s = arg;
+    s->max_len = 0;
+    void *keep[8] = {0};
+    for (int i = 0; i < N; i++) {
+        free(objs[i]);
+        if (i % 97 == 0) {
+            free(keep[i % 8]);
+            keep[i % 8] = malloc(OBJ);
+        }
+        uint32_t len = list_len_of(gm_tls_mcache, cls());
+        if (len > gm_tls_mcache->limit[cls()]) s->max_len = UINT32_MAX;
+    }
+    for (int k = 0; k < 8; k++) free(keep[k]);
+    s->limit = gm_tls_mcache->limit[cls()];
+    return NULL;
+}
+
+static void test_limit_bounds(void **state) {
+    (void)state;
+    for (int i = 0; i < N; i++) assert_non_null(objs[i] = malloc(OBJ));
+    seen s;
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, mixed, &s), 0);
+    pthread_join(t, NULL);
+    assert_int_not_equal(s.max_len, UINT32_MAX);
+    assert_true(s.limit >= min_limit() && s.limit <= max_limit());
+}
+
+/* The sampling point rides on the malloc counter: with profiling off, N mallocs of one
+ * class move list[cl].nmalloc and MemStats' by_size by exactly N, and sample_at stays out
+ * of reach. */
+static void test_counter_is_the_countdown(void **state) {
+    (void)state;
+    int64_t old = gm_set_memprofile_rate(0);
+    void *p = malloc(OBJ); /* a slow-path malloc draws the class's point at rate 0 */
+    free(p);
+    gm_memstats a, b;
+    gm_read_memstats(&a);
+    uint64_t n0 = gm_tls_mcache->list[cls()].nmalloc;
+    for (int i = 0; i < N; i++) objs[i] = malloc(OBJ);
+    for (int i = 0; i < N; i++) free(objs[i]);
+    gm_read_memstats(&b);
+    assert_int_equal(gm_tls_mcache->list[cls()].nmalloc - n0, N);
+    assert_int_equal(b.by_size[cls()].mallocs - a.by_size[cls()].mallocs, N);
+    assert_true(gm_tls_mcache->sample_at[cls()] > gm_tls_mcache->list[cls()].nmalloc + ((uint64_t)1 << 60));
+    gm_set_memprofile_rate(old);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_free_only_thread_keeps_little),
+        cmocka_unit_test(test_reusing_thread_grows),
+        cmocka_unit_test(test_limit_shrinks),
+        cmocka_unit_test(test_limit_bounds),
+        cmocka_unit_test(test_counter_is_the_countdown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
