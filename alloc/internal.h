@@ -339,7 +339,7 @@ void mcentral_reset_locks(void);
 
 /* ==== mcache.c: per-thread cache ==== */
 /* The large-span cache's reach: 32 KiB + 1 B (5 pages) to 1 MiB, two spans per page count;
- * how many bytes a thread may hold is GOMALLOC=largecache (default 2 MiB). */
+ * how many bytes a thread may hold is GOMALLOC=largecache (default 1 MiB). */
 #define GM_LARGE_CACHE_MIN_PAGES 5
 #define GM_LARGE_CACHE_MAX_PAGES 128
 #define GM_LARGE_CACHE_WAYS 2
