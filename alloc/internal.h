@@ -314,6 +314,7 @@ void pagealloc_scavenge_reset(void); /* look at every chunk again (forced releas
 void pagealloc_claim(uintptr_t base, size_t npages);
 void pagealloc_unclaim(uintptr_t base, size_t npages, bool released);
 size_t pagealloc_meta_bytes(void);
+long pagealloc_verify(void); /* tests: -1, or the first chunk whose summary is wrong */
 
 /* ==== scavenger.c: returns idle memory to the OS (Go's mgcscavenge.go) ==== */
 void scavenger_init(void);                 /* pre: options parsed */
