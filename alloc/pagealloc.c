@@ -194,6 +194,40 @@ bool pagealloc_add_arena(heap_arena *ha) {
     return true;
 }
 
+/* One past the highest set bit below i, or 0 when there is none. */
+static unsigned set_below(const uint64_t *bits, unsigned i) {
+    while (i > 0) {
+        unsigned w = (i - 1) / 64, b = (i - 1) % 64;
+        uint64_t m = bits[w] & (b == 63 ? ~(uint64_t)0 : (((uint64_t)1 << (b + 1)) - 1));
+        if (m) return w * 64 + 64 - (unsigned)__builtin_clzll(m);
+        i = w * 64;
+    }
+    return 0;
+}
+
+/* The summary after pages [pg, pg+k) of c were taken, without a rescan unless the run
+ * they came from may have been the longest: the free run was [lo, hi), and only the runs
+ * at the chunk's ends can change otherwise. pre: the bits are already set. */
+static void summary_after_alloc(palloc_chunk *c, unsigned pg, unsigned k) {
+    unsigned lo = set_below(c->alloc, pg), hi = next_bit(c->alloc, pg + k, true);
+    if (hi - lo >= c->max) {
+        summarize(c);
+        return;
+    }
+    if (lo == 0) c->start = (uint16_t)pg;
+    if (hi == GM_CHUNK_PAGES) c->end = (uint16_t)(GM_CHUNK_PAGES - pg - k);
+}
+
+/* The summary after pages [pg, pg+k) of c were given back: they join their neighbours'
+ * free runs into [lo, hi), which may be the new longest, or reach either end of the
+ * chunk. pre: the bits are already clear. */
+static void summary_after_free(palloc_chunk *c, unsigned pg, unsigned k) {
+    unsigned lo = set_below(c->alloc, pg), hi = next_bit(c->alloc, pg + k, true);
+    if (hi - lo > c->max) c->max = (uint16_t)(hi - lo);
+    if (lo == 0) c->start = (uint16_t)hi;
+    if (hi == GM_CHUNK_PAGES) c->end = (uint16_t)(GM_CHUNK_PAGES - lo);
+}
+
 /* First free run of npages in chunk c (address order), or GM_CHUNK_PAGES. */
 static unsigned chunk_find(const palloc_chunk *c, size_t npages) {
     unsigned i = 0;
@@ -243,7 +277,7 @@ static size_t alloc_range(uintptr_t base, size_t npages) {
         set_bits(c->alloc, pg, k, true);
         set_bits(c->scav, pg, k, false);
         c->nfree = (uint16_t)(c->nfree - k);
-        summarize(c);
+        summary_after_alloc(c, pg, k);
     }
     pa.released_pages -= scav;
     pa.reused_pages += scav;
@@ -283,7 +317,7 @@ void pagealloc_free(uintptr_t base, size_t npages) {
     for (piece_iter it = {base, npages}; next_piece(&it, &c, &pg, &k);) {
         set_bits(c->alloc, pg, k, false);
         c->nfree = (uint16_t)(c->nfree + k);
-        summarize(c);
+        summary_after_free(c, pg, k);
     }
 }
 
@@ -325,7 +359,7 @@ void pagealloc_claim(uintptr_t base, size_t npages) {
     for (piece_iter it = {base, npages}; next_piece(&it, &c, &pg, &k);) {
         set_bits(c->alloc, pg, k, true);
         c->nfree = (uint16_t)(c->nfree - k);
-        summarize(c);
+        summary_after_alloc(c, pg, k);
     }
 }
 
@@ -338,7 +372,7 @@ void pagealloc_unclaim(uintptr_t base, size_t npages, bool released) {
         set_bits(c->alloc, pg, k, false);
         if (released) set_bits(c->scav, pg, k, true);
         c->nfree = (uint16_t)(c->nfree + k);
-        summarize(c);
+        summary_after_free(c, pg, k);
     }
     if (released) pa.released_pages += npages;
     size_t ci = chunk_index_of(base);

@@ -14,6 +14,8 @@ static void verify(const char *when) {
 
 #define SLOTS 600
 static void *slot[SLOTS];
+#define SMALL 30000
+static void *small[SMALL]; /* 3 KiB objects: one- and few-page spans that come and go */
 
 static size_t rnd(uint64_t *s) {
     *s ^= *s << 13;
@@ -23,7 +25,7 @@ static size_t rnd(uint64_t *s) {
 }
 
 /* Large objects own whole spans: page counts 5..600 (up to ~1.2 chunks), freed in random
- * order so the bitmaps fragment. */
+ * order so the bitmaps fragment, among small-object spans of one to a few pages. */
 static void test_random_spans(void **state) {
     (void)state;
     uint64_t seed = 0x9e3779b97f4a7c15ull;
@@ -37,9 +39,24 @@ static void test_random_spans(void **state) {
             slot[i] = malloc(pages * GM_PAGE_SIZE - 100);
             assert_non_null(slot[i]);
         }
+        for (int r = 0; r < 8; r++) {
+            size_t j = rnd(&seed) % SMALL;
+            if (small[j] != NULL) {
+                free(small[j]);
+                small[j] = NULL;
+            } else {
+                assert_non_null(small[j] = malloc(3000));
+            }
+        }
         if (step % 97 == 0) verify("random frees and mallocs");
     }
     verify("after the random phase");
+    for (size_t j = 0; j < SMALL; j++) {
+        free(small[j]);
+        small[j] = NULL;
+    }
+    gm_free_os_memory(); /* thread lists back to spans, empty spans back to the pages */
+    verify("small objects freed");
     for (size_t i = 0; i < SLOTS; i++) {
         free(slot[i]);
         slot[i] = NULL;
