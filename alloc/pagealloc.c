@@ -228,15 +228,34 @@ static void summary_after_free(palloc_chunk *c, unsigned pg, unsigned k) {
     if (hi == GM_CHUNK_PAGES) c->end = (uint16_t)(GM_CHUNK_PAGES - lo);
 }
 
-/* First free run of npages in chunk c (address order), or GM_CHUNK_PAGES. */
+/* First free run of npages in chunk c (address order), or GM_CHUNK_PAGES. Word by word: a
+ * run reaching into a word from below is carried in `run`; runs inside a word are found
+ * with doubling shift-ands (x & (x >> s) marks starts of runs s longer), which only
+ * matters for npages <= 63. */
 static unsigned chunk_find(const palloc_chunk *c, size_t npages) {
-    unsigned i = 0;
-    while (i < GM_CHUNK_PAGES) {
-        unsigned f = next_bit(c->alloc, i, false);
-        if (f >= GM_CHUNK_PAGES) break;
-        unsigned u = next_bit(c->alloc, f, true);
-        if (u - f >= npages) return f;
-        i = u;
+    unsigned run = 0, run_start = 0;
+    for (unsigned w = 0; w < CHUNK_WORDS; w++) {
+        uint64_t a = c->alloc[w];
+        if (a == 0) {
+            if (run == 0) run_start = w * 64;
+            run += 64;
+            if (run >= npages) return run_start;
+            continue;
+        }
+        unsigned lo = (unsigned)__builtin_ctzll(a);
+        if (run + lo >= npages) return run > 0 ? run_start : w * 64;
+        if (npages < 64) {
+            uint64_t x = ~a;
+            unsigned have = 1;
+            while (x != 0 && have < npages) {
+                unsigned s = have <= npages - have ? have : (unsigned)npages - have;
+                x &= x >> s;
+                have += s;
+            }
+            if (x != 0) return w * 64 + (unsigned)__builtin_ctzll(x);
+        }
+        run = (unsigned)__builtin_clzll(a);
+        run_start = w * 64 + 64 - run;
     }
     return GM_CHUNK_PAGES;
 }
