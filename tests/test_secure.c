@@ -242,6 +242,31 @@ static void test_guard_lifted_when_span_leaves_cache(void **state) {
     if (sig != 0) fail_msg("the old guard page of a span returned to the heap faults (signal %d)", sig);
 }
 
+/* realloc grows a guarded object in place by moving its guard page: the old guard page
+ * becomes part of the object, the page after the new end faults. First fit puts a block
+ * this big after every span in use (no earlier case leaves a hole of 40 MiB), so the
+ * pages after it are free. */
+static void test_realloc_moves_guard(void **state) {
+    (void)state;
+    const size_t n = (size_t)40 << 20, grown = n + 3 * GM_PAGE_SIZE + 100;
+    char *p = malloc(n);
+    assert_non_null(p);
+    assert_int_equal(malloc_usable_size(p), n);
+    pat_fill(p + n - 4096, 4096, 7);
+    char *q = realloc(p, grown);
+    assert_non_null(q);
+    if (q != p) fail_msg("a guarded object with free pages after it moved instead of growing in place");
+    size_t usable = malloc_usable_size(q);
+    assert_int_equal(usable, n + 4 * GM_PAGE_SIZE);
+    assert_int_equal(pat_check(q + n - 4096, 4096, 7), (size_t)-1);
+    memset(q + n - GM_PAGE_SIZE, 0x33, usable - (n - GM_PAGE_SIZE)); /* the old guard page too */
+    victim = q;
+    char err[256];
+    int sig = run_child(overflow_large, err, sizeof err);
+    if (sig != SIGSEGV) fail_msg("a write past a grown large object must fault (signal %d)", sig);
+    free(q);
+}
+
 /* Fresh objects come out of a span in random order, not ascending. */
 static void test_random_order(void **state) {
     (void)state;
@@ -299,6 +324,7 @@ int main(void) {
     tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_cached_guard_faults);
     tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_cached_double_free);
     tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_guard_lifted_when_span_leaves_cache);
+    tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_realloc_moves_guard);
     tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_random_order);
     tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_contents_survive);
     return _cmocka_run_group_tests("tests", tests, n, NULL, NULL);
