@@ -152,6 +152,38 @@ static void test_budget_bounds_cached_bytes(void **state) {
         fail_msg("%llu bytes parked, budget %lld", (unsigned long long)parked, (long long)gm_opt.largecache);
 }
 
+/* Over budget, a freed span displaces parked spans larger than itself, largest first, and
+ * never smaller ones: a miss costs about the same whatever its size, so small spans give
+ * the budget more hits. */
+static void test_budget_evicts_larger(void **state) {
+    (void)state;
+    const size_t big = top_size(), mid = 900 << 10, small = 200000;
+    uint64_t budget = (uint64_t)gm_opt.largecache;
+    assert_true(span_bytes(big) + span_bytes(mid) <= budget);
+    assert_true(span_bytes(big) + span_bytes(mid) + span_bytes(small) > budget);
+    char *pb = vmalloc(big), *pm = vmalloc(mid), *ps = vmalloc(small), *ps2 = vmalloc(small);
+    free(pb);
+    free(pm);
+    assert_int_equal(span_of((uintptr_t)pb)->state, MSPAN_CACHED);
+    assert_int_equal(span_of((uintptr_t)pm)->state, MSPAN_CACHED);
+    gm_memstats a = stats();
+    free(ps); /* does not fit: the biggest parked span goes back to the heap */
+    gm_memstats b = stats();
+    assert_int_equal(span_of((uintptr_t)ps)->state, MSPAN_CACHED);
+    assert_ptr_equal(span_of((uintptr_t)pb), &mspan_dead);
+    assert_int_equal(span_of((uintptr_t)pm)->state, MSPAN_CACHED);
+    assert_int_equal(a.heap_inuse - b.heap_inuse, span_bytes(big));
+    assert_int_equal(b.frees - a.frees, 1); /* the evicted span's free was counted when parked */
+    assert_int_equal(a.heap_alloc - b.heap_alloc, span_bytes(small));
+    /* a larger span than any parked one is not parked when it does not fit */
+    char *pb2 = vmalloc(big);
+    free(ps2);
+    assert_int_equal(span_of((uintptr_t)ps2)->state, MSPAN_CACHED);
+    free(pb2);
+    assert_ptr_equal(span_of((uintptr_t)pb2), &mspan_dead);
+    assert_int_equal(span_of((uintptr_t)pm)->state, MSPAN_CACHED);
+}
+
 /* A thread's exit returns its cached spans: heap_inuse back to the baseline. */
 #define TN 6
 static size_t alive_rss;
@@ -324,6 +356,7 @@ int main(void) {
         cmocka_unit_test_setup(test_reuse_takes_no_heap_lock, setup),
         cmocka_unit_test_setup(test_stats_exact_with_cached_spans, setup),
         cmocka_unit_test_setup(test_budget_bounds_cached_bytes, setup),
+        cmocka_unit_test_setup(test_budget_evicts_larger, setup),
         cmocka_unit_test_setup(test_thread_exit_returns_spans, setup),
         cmocka_unit_test_setup(test_free_os_memory_takes_cached_spans, setup),
         cmocka_unit_test_setup(test_fork_child_takes_dead_threads_spans, setup),
