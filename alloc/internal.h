@@ -451,13 +451,18 @@ mspan *mcache_alloc_large_heap(mcache *c, size_t npages, size_t align_pages);
 /* Parks a live large span being freed in the thread's large cache, counted as a free;
  * false (nothing done) when it does not fit: size out of range, no recent malloc miss of
  * that page count (admission), ways full, or over the byte budget. No lock, no atomic
- * read-modify-write. pre: as mcache_alloc_large, the span
- * passed check_live, secure mode is off. */
+ * read-modify-write. A guarded span (secure mode) is parked guard and all: the page
+ * counts are whole spans, guard included. pre: as mcache_alloc_large, the span
+ * passed check_live. */
 bool mcache_free_large(mcache *c, mspan *s);
+/* Makes a guarded span's last page accessible again, before its pages go to the heap.
+ * pre: s->guard. post: !s->guard. */
+void mcache_unguard_large(mspan *s);
 /* Takes cached large spans from every thread's cache (all of them, or with idle_only only
  * from caches that did no large operation since the previous idle pass) and frees them to
  * the heap: for gm_free_os_memory, the memory limit and the scavenger's aging. Returns the
- * bytes freed. pre: no allocator lock held (takes the heap lock, then the list lock). */
+ * bytes freed. pre: no allocator lock held (takes the list lock, drops it, then takes the
+ * heap lock). */
 size_t mcache_steal_large(bool idle_only);
 void mcache_lock_list(void);
 void mcache_unlock_list(void);

@@ -1,7 +1,9 @@
 /* test_largecache.c: the per-thread cache of large spans (issue 5). A same-size free then
  * malloc on one thread reuses the span without the heap lock; stats stay exact while spans
  * sit in caches; a thread's exit, gm_free_os_memory, the scavenger's aging and a fork child
- * all get cached spans back to the heap. Double frees of cached spans: test_badinput.c. */
+ * all get cached spans back to the heap. Double frees of cached spans: test_badinput.c.
+ * A -Dsecure=true build runs it at secure=1, where each span also holds its guard page
+ * (tests/test_secure.c checks what the guard of a cached span still does). */
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
@@ -16,6 +18,13 @@ static volatile size_t vsize;
 static void *vmalloc(size_t n) { vsize = n; return malloc(vsize); } /* keep -O2 from pairing calls */
 
 static size_t pages_of(size_t n) { return (n + GM_PAGE_SIZE - 1) / GM_PAGE_SIZE; }
+/* In secure mode (a -Dsecure=true build runs this suite at secure=1) every large span has
+ * a guard page after the object: counted in the stats and in the cache's page counts, not
+ * in the usable size. */
+static size_t guard_pages(void) { return gm_opt.secure ? 1 : 0; }
+static size_t span_bytes(size_t n) { return (pages_of(n) + guard_pages()) * GM_PAGE_SIZE; }
+/* The largest request the cache serves: 1 MiB, less the guard page in secure mode. */
+static size_t top_size(void) { return (GM_LARGE_CACHE_MAX_PAGES - guard_pages()) * GM_PAGE_SIZE; }
 
 static gm_memstats stats(void) {
     gm_memstats m;
@@ -31,8 +40,8 @@ static int setup(void **state) {
     return 0;
 }
 
-/* Sizes the cache serves: one byte past the small limit up to 1 MiB. */
-static const size_t kSizes[] = {32769, 65536, 100000, 262144, 1 << 20};
+/* Sizes the cache serves: one byte past the small limit up to the top (main sets it). */
+static size_t kSizes[] = {32769, 65536, 100000, 262144, 0};
 
 static void test_same_size_reuse(void **state) {
     (void)state;
@@ -50,7 +59,7 @@ static void test_same_size_reuse(void **state) {
         assert_ptr_equal(q, p);
         assert_int_equal(b.heap_inuse, a.heap_inuse); /* no span allocated */
         assert_int_equal(b.by_size[0].mallocs - a.by_size[0].mallocs, 1);
-        assert_int_equal(b.heap_alloc - a.heap_alloc, pages_of(n) * GM_PAGE_SIZE);
+        assert_int_equal(b.heap_alloc - a.heap_alloc, span_bytes(n));
         assert_int_equal(gm_usable_size(q), pages_of(n) * GM_PAGE_SIZE);
         free(q);
         /* calloc from a cached (dirty) span must still clear it */
@@ -95,7 +104,7 @@ static void test_stats_exact_with_cached_spans(void **state) {
     (void)state;
     static void *p[ARRAY_LEN(kSizes)];
     uint64_t bytes = 0;
-    for (unsigned i = 0; i < ARRAY_LEN(kSizes); i++) bytes += pages_of(kSizes[i]) * GM_PAGE_SIZE;
+    for (unsigned i = 0; i < ARRAY_LEN(kSizes); i++) bytes += span_bytes(kSizes[i]);
     assert_true(bytes <= (uint64_t)gm_opt.largecache);
     gm_memstats a = stats();
     for (unsigned i = 0; i < ARRAY_LEN(kSizes); i++) p[i] = vmalloc(kSizes[i]);
@@ -141,6 +150,38 @@ static void test_budget_bounds_cached_bytes(void **state) {
     assert_true(b.heap_inuse > c.heap_inuse);
     if (parked > (uint64_t)gm_opt.largecache)
         fail_msg("%llu bytes parked, budget %lld", (unsigned long long)parked, (long long)gm_opt.largecache);
+}
+
+/* Over budget, a freed span displaces parked spans larger than itself, largest first, and
+ * never smaller ones: a miss costs about the same whatever its size, so small spans give
+ * the budget more hits. */
+static void test_budget_evicts_larger(void **state) {
+    (void)state;
+    const size_t big = top_size(), mid = 900 << 10, small = 200000;
+    uint64_t budget = (uint64_t)gm_opt.largecache;
+    assert_true(span_bytes(big) + span_bytes(mid) <= budget);
+    assert_true(span_bytes(big) + span_bytes(mid) + span_bytes(small) > budget);
+    char *pb = vmalloc(big), *pm = vmalloc(mid), *ps = vmalloc(small), *ps2 = vmalloc(small);
+    free(pb);
+    free(pm);
+    assert_int_equal(span_of((uintptr_t)pb)->state, MSPAN_CACHED);
+    assert_int_equal(span_of((uintptr_t)pm)->state, MSPAN_CACHED);
+    gm_memstats a = stats();
+    free(ps); /* does not fit: the biggest parked span goes back to the heap */
+    gm_memstats b = stats();
+    assert_int_equal(span_of((uintptr_t)ps)->state, MSPAN_CACHED);
+    assert_ptr_equal(span_of((uintptr_t)pb), &mspan_dead);
+    assert_int_equal(span_of((uintptr_t)pm)->state, MSPAN_CACHED);
+    assert_int_equal(a.heap_inuse - b.heap_inuse, span_bytes(big));
+    assert_int_equal(b.frees - a.frees, 1); /* the evicted span's free was counted when parked */
+    assert_int_equal(a.heap_alloc - b.heap_alloc, span_bytes(small));
+    /* a larger span than any parked one is not parked when it does not fit */
+    char *pb2 = vmalloc(big);
+    free(ps2);
+    assert_int_equal(span_of((uintptr_t)ps2)->state, MSPAN_CACHED);
+    free(pb2);
+    assert_ptr_equal(span_of((uintptr_t)pb2), &mspan_dead);
+    assert_int_equal(span_of((uintptr_t)pm)->state, MSPAN_CACHED);
 }
 
 /* A thread's exit returns its cached spans: heap_inuse back to the baseline. */
@@ -223,7 +264,7 @@ static void stop_caching_thread(pthread_t t) {
 
 static void test_free_os_memory_takes_cached_spans(void **state) {
     (void)state;
-    const size_t own = 1 << 20, other = 960 << 10;
+    const size_t own = top_size(), other = 960 << 10;
     pthread_t t = start_caching_thread(other); /* parked in another, live thread's cache */
     char *p = vmalloc(own);
     memset(p, 0x5a, own);
@@ -257,9 +298,10 @@ static void test_idle_cache_aged_out(void **state) {
     free(vmalloc(40 << 20));
     gm_free_os_memory();
     gm_memstats a = stats();
-    pthread_t t = start_caching_thread(1 << 20);
+    const size_t n = top_size();
+    pthread_t t = start_caching_thread(n);
     gm_memstats b = stats();
-    assert_true(b.heap_inuse >= a.heap_inuse + (1 << 20));
+    assert_true(b.heap_inuse >= a.heap_inuse + n);
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     double waited = 0;
@@ -269,9 +311,9 @@ static void test_idle_cache_aged_out(void **state) {
         c = stats();
         clock_gettime(CLOCK_MONOTONIC, &t1);
         waited = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) * 1e-9;
-        if (c.heap_inuse + (1 << 20) <= b.heap_inuse) break;
+        if (c.heap_inuse + n <= b.heap_inuse) break;
     }
-    if (c.heap_inuse + (1 << 20) > b.heap_inuse) fail_msg("idle thread kept its cached span for %.1f s", waited);
+    if (c.heap_inuse + n > b.heap_inuse) fail_msg("idle thread kept its cached span for %.1f s", waited);
     print_message("# idle cached span returned after %.2f s\n", waited);
     stop_caching_thread(t);
 }
@@ -307,11 +349,14 @@ static void test_fork_child_takes_dead_threads_spans(void **state) {
 }
 
 int main(void) {
+    gm_ensure_init(); /* options parsed: top_size() reads gm_opt.secure */
+    kSizes[ARRAY_LEN(kSizes) - 1] = top_size();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(test_same_size_reuse, setup),
         cmocka_unit_test_setup(test_reuse_takes_no_heap_lock, setup),
         cmocka_unit_test_setup(test_stats_exact_with_cached_spans, setup),
         cmocka_unit_test_setup(test_budget_bounds_cached_bytes, setup),
+        cmocka_unit_test_setup(test_budget_evicts_larger, setup),
         cmocka_unit_test_setup(test_thread_exit_returns_spans, setup),
         cmocka_unit_test_setup(test_free_os_memory_takes_cached_spans, setup),
         cmocka_unit_test_setup(test_fork_child_takes_dead_threads_spans, setup),

@@ -176,6 +176,97 @@ static void test_guard_page(void **state) {
     if (sig != SIGSEGV) fail_msg("a write past a large object must fault (signal %d)", sig);
 }
 
+/* Guarded spans in the thread's large cache (issue 7). A freed guarded object is parked
+ * with its guard page still in place and handed out again without an mprotect, so what
+ * the guard promises must hold for a cached span as for a fresh one. */
+enum { LARGE_N = 100000, LARGE_PAGES = (LARGE_N + GM_PAGE_SIZE - 1) / GM_PAGE_SIZE };
+
+/* A block of LARGE_N bytes that came from the large cache: the first malloc misses (which
+ * makes its page count wanted), its free parks the span, the second malloc takes it back. */
+static char *cached_large(void) {
+    char *p = malloc(LARGE_N);
+    assert_non_null(p);
+    free(p);
+    assert_int_equal(span_of((uintptr_t)p)->state, MSPAN_CACHED);
+    char *q = malloc(LARGE_N);
+    assert_ptr_equal(q, p);
+    return q;
+}
+
+static void test_cached_guard_faults(void **state) {
+    (void)state;
+    char *p = cached_large();
+    /* usable size: the object's pages, not the guard page after them */
+    assert_int_equal(malloc_usable_size(p), (size_t)LARGE_PAGES * GM_PAGE_SIZE);
+    memset(p, 0x5a, malloc_usable_size(p)); /* every usable byte is writable */
+    victim = p;
+    char err[256];
+    int sig = run_child(overflow_large, err, sizeof err);
+    if (sig != SIGSEGV) fail_msg("a write past a large object from the cache must fault (signal %d)", sig);
+    free(p);
+}
+
+/* The second free finds the span parked (MSPAN_CACHED), not back in the heap. */
+static void double_free_cached(void) {
+    free(victim);
+    if (span_of((uintptr_t)victim)->state != MSPAN_CACHED) _exit(3); /* not the case under test */
+    free(victim);
+}
+
+static void test_cached_double_free(void **state) {
+    (void)state;
+    victim = cached_large();
+    expect_abort(double_free_cached, "free(): double free");
+    free(victim);
+}
+
+/* Writes to the page that was p's guard while p was parked: it must be writable once the
+ * span has left the cache for the heap (the page is free heap memory then, so the child
+ * may scribble on it). */
+static void *volatile old_guard;
+static void write_old_guard(void) {
+    ((volatile char *)old_guard)[0] = 1;
+    ((volatile char *)old_guard)[GM_PAGE_SIZE - 1] = 1;
+}
+
+static void test_guard_lifted_when_span_leaves_cache(void **state) {
+    (void)state;
+    char *p = cached_large();
+    free(p);
+    assert_int_equal(span_of((uintptr_t)p)->state, MSPAN_CACHED);
+    old_guard = p + (size_t)LARGE_PAGES * GM_PAGE_SIZE;
+    gm_free_os_memory(); /* takes every parked span back to the heap */
+    assert_ptr_equal(span_of((uintptr_t)p), &mspan_dead);
+    char err[256];
+    int sig = run_child(write_old_guard, err, sizeof err);
+    if (sig != 0) fail_msg("the old guard page of a span returned to the heap faults (signal %d)", sig);
+}
+
+/* realloc grows a guarded object in place by moving its guard page: the old guard page
+ * becomes part of the object, the page after the new end faults. First fit puts a block
+ * this big after every span in use (no earlier case leaves a hole of 40 MiB), so the
+ * pages after it are free. */
+static void test_realloc_moves_guard(void **state) {
+    (void)state;
+    const size_t n = (size_t)40 << 20, grown = n + 3 * GM_PAGE_SIZE + 100;
+    char *p = malloc(n);
+    assert_non_null(p);
+    assert_int_equal(malloc_usable_size(p), n);
+    pat_fill(p + n - 4096, 4096, 7);
+    char *q = realloc(p, grown);
+    assert_non_null(q);
+    if (q != p) fail_msg("a guarded object with free pages after it moved instead of growing in place");
+    size_t usable = malloc_usable_size(q);
+    assert_int_equal(usable, n + 4 * GM_PAGE_SIZE);
+    assert_int_equal(pat_check(q + n - 4096, 4096, 7), (size_t)-1);
+    memset(q + n - GM_PAGE_SIZE, 0x33, usable - (n - GM_PAGE_SIZE)); /* the old guard page too */
+    victim = q;
+    char err[256];
+    int sig = run_child(overflow_large, err, sizeof err);
+    if (sig != SIGSEGV) fail_msg("a write past a grown large object must fault (signal %d)", sig);
+    free(q);
+}
+
 /* Fresh objects come out of a span in random order, not ascending. */
 static void test_random_order(void **state) {
     (void)state;
@@ -219,7 +310,7 @@ int main(void) {
     }
     /* Cases that do not apply at this level are left out of the list: cmocka reports a
      * skip as "not ok # SKIP", which meson counts as a failure. */
-    struct CMUnitTest tests[16];
+    struct CMUnitTest tests[20];
     size_t n = 0;
     tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_link_overwrite);
     tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_link_overwrite_plain);
@@ -230,6 +321,10 @@ int main(void) {
     if (gm_opt.secure >= 2) tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_body_overwrite);
     tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_double_free);
     tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_guard_page);
+    tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_cached_guard_faults);
+    tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_cached_double_free);
+    tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_guard_lifted_when_span_leaves_cache);
+    tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_realloc_moves_guard);
     tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_random_order);
     tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_contents_survive);
     return _cmocka_run_group_tests("tests", tests, n, NULL, NULL);
