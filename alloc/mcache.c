@@ -174,12 +174,21 @@ void mcache_flush(mcache *c, unsigned cl) {
     uint32_t len = list_len(c, cl);
     uint32_t keep = c->limit[cl] / 2; /* >= 2: limits are >= 4 */
     if (len <= keep) return;
+    /* One walk: each link given away is decoded (and, in a secure build, checked) once
+     * and stored back plain for mcentral_free_list. Decoding it again in plain_list cost
+     * a secure build ~40 instructions per flushed object (prodcons ~5% of CPU). */
     void **give = fl->head, **cut = give;
-    for (uint32_t i = 1; i < len - keep; i++) cut = freelist_next(cut, cl);
+    for (uint32_t i = 1; i < len - keep; i++) {
+        void **next = freelist_next(cut, cl);
+#if GM_SECURE_BUILD
+        cut[0] = next;
+#endif
+        cut = next;
+    }
     fl->head = freelist_next(cut, cl);
-    cut[0] = freelist_encode(cut, NULL);
+    cut[0] = NULL;
     fl->cap += len - keep;
-    mcentral_free_list(cl, plain_list(give, cl));
+    mcentral_free_list(cl, give);
 }
 
 /* Takes every span out of one cache's slots onto *chain (linked through next, unused by a
