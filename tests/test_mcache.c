@@ -21,8 +21,22 @@ static uint32_t list_len_of(const mcache *c, unsigned cl) {
 
 static void *objs[N];
 
-/* Frees every object in objs (allocated by another thread) and reports its list. */
 typedef struct { uint32_t limit, len, max_len; } seen;
+
+/* Runs fn on a fresh thread (a fresh mcache) and returns what it saw. */
+static seen run_in_thread(void *(*fn)(void *)) {
+    seen s = {0};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, fn, &s), 0);
+    pthread_join(t, NULL);
+    return s;
+}
+
+static void fill_objs(void) {
+    for (int i = 0; i < N; i++) assert_non_null(objs[i] = malloc(OBJ));
+}
+
+/* Frees every object in objs (allocated by another thread) and reports its list. */
 static void *consumer(void *arg) {
     seen *s = arg;
     s->max_len = 0;
@@ -38,11 +52,8 @@ static void *consumer(void *arg) {
 
 static void test_free_only_thread_keeps_little(void **state) {
     (void)state;
-    for (int i = 0; i < N; i++) assert_non_null(objs[i] = malloc(OBJ));
-    seen s;
-    pthread_t t;
-    assert_int_equal(pthread_create(&t, NULL, consumer, &s), 0);
-    pthread_join(t, NULL);
+    fill_objs();
+    seen s = run_in_thread(consumer);
     /* It never mallocs this class, so its limit stays at the floor and the list under it. */
     assert_int_equal(s.limit, min_limit());
     assert_true(s.max_len <= min_limit());
@@ -73,10 +84,7 @@ static void *reuser(void *arg) {
 
 static void test_reusing_thread_grows(void **state) {
     (void)state;
-    seen s;
-    pthread_t t;
-    assert_int_equal(pthread_create(&t, NULL, reuser, &s), 0);
-    pthread_join(t, NULL);
+    seen s = run_in_thread(reuser);
     assert_true(s.limit >= 1000);
     assert_true(s.limit <= max_limit());
     assert_true(s.len >= 1000 && s.len <= s.limit);
@@ -101,11 +109,8 @@ static void *turncoat(void *arg) {
 
 static void test_limit_shrinks(void **state) {
     (void)state;
-    for (int i = 0; i < N; i++) assert_non_null(objs[i] = malloc(OBJ));
-    seen s;
-    pthread_t t;
-    assert_int_equal(pthread_create(&t, NULL, turncoat, &s), 0);
-    pthread_join(t, NULL);
+    fill_objs();
+    seen s = run_in_thread(turncoat);
     assert_true(s.max_len >= 1000);
     assert_int_equal(s.limit, min_limit());
     assert_true(s.len <= min_limit());
@@ -133,11 +138,8 @@ static void *mixed(void *arg) {
 
 static void test_limit_bounds(void **state) {
     (void)state;
-    for (int i = 0; i < N; i++) assert_non_null(objs[i] = malloc(OBJ));
-    seen s;
-    pthread_t t;
-    assert_int_equal(pthread_create(&t, NULL, mixed, &s), 0);
-    pthread_join(t, NULL);
+    fill_objs();
+    seen s = run_in_thread(mixed);
     assert_int_not_equal(s.max_len, UINT32_MAX);
     assert_true(s.limit >= min_limit() && s.limit <= max_limit());
 }
