@@ -180,7 +180,7 @@ typedef struct mspan {
     uint8_t list;
     uint8_t incache;
     uint8_t needzero;          /* some page was written before: calloc must clear */
-    uint8_t guard;             /* large object with a PROT_NONE guard page after it (secure) */
+    uint8_t guard;             /* large object with a guard page after it (secure, os_protect) */
     /* The class the free fast path files this span's objects under: sizeclass, or 0 while
      * some object in it is sampled by the heap profiler (profile.c), which sends every free
      * in the span to the slow path (class 0's list has no room) where the sample is closed.

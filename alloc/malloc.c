@@ -156,10 +156,11 @@ static mcache *large_cache(void) {
 
 /* Large objects try the thread's large cache first: a same-size free then malloc takes no
  * lock (issue 5: 86 ns through the heap lock). In secure mode a large object is followed
- * by a PROT_NONE guard page, so a linear overflow faults at once (if mprotect fails, e.g.
- * at the VMA limit, it goes without). Its span has npages + 1 pages and the cache keeps
- * the guard in place, keyed by that whole page count, so a hit costs no mprotect (a pair
- * through the heap costs two: mstress-2t, secure build / default, 7.3 -> 4.4 in CPU). */
+ * by a guard page (os_protect: a guard region, or PROT_NONE on older kernels), so a linear
+ * overflow faults at once (if setting it fails, e.g. at the VMA limit, it goes without).
+ * Its span has npages + 1 pages and the cache keeps the guard in place, keyed by that
+ * whole page count, so a hit costs no os_protect call (a pair through the heap costs two:
+ * mstress-2t, secure build / default, 7.3 -> 4.4 in CPU with mprotect). */
 static void *alloc_large(size_t size, size_t align_pages, bool zero) {
     size_t npages = (size + GM_PAGE_SIZE - 1) >> GM_PAGE_SHIFT;
     size_t guard = gm_opt.secure != 0;
@@ -211,7 +212,7 @@ static size_t large_usable(const mspan *s) { return (size_t)(s->npages - s->guar
 
 /* Grows a guarded object (secure mode) in place to npages usable pages by moving its
  * guard: the pages after the guard join the span, the old guard page opens, the new last
- * page closes. Two mprotect calls and no copy, where moving costs a new span's guard, a
+ * page closes. Two os_protect calls and no copy, where moving costs a new span's guard, a
  * copy and the old span's unguard (bench/realloc, secure build / default: 1.93 -> 1.01).
  * If the new guard cannot be set (VMA limit) the object goes without, as a fresh one
  * would. False, with nothing changed, when the pages after it are taken.
