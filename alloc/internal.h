@@ -363,8 +363,9 @@ typedef struct gm_freelist {
 /* The owner's counter updates: it is the only writer, so a plain read plus an atomic store
  * (a single `mov` on x86-64 and aarch64) is enough for gm_read_memstats's reader, which
  * loads them with acquire. nfree is released: a reader that sees a free also sees what
- * the owner did before it. Small classes count mallocs through mcache_count_small, which
- * also runs the profiler's countdown; gm_count_malloc is for class 0 (large-cache hits). */
+ * the owner did before it. Small classes count slow-path mallocs through count_small
+ * (malloc.c), which also runs the profiler's countdown; gm_count_malloc is for class 0
+ * (large-cache hits). */
 GM_INLINE void gm_count_malloc(gm_freelist *fl) { __atomic_store_n(&fl->nmalloc, fl->nmalloc + 1, __ATOMIC_RELAXED); }
 GM_INLINE void gm_count_free(gm_freelist *fl) { __atomic_store_n(&fl->nfree, fl->nfree + 1, __ATOMIC_RELEASE); }
 
@@ -372,9 +373,10 @@ GM_INLINE int64_t freelist_len_minus_cap(const gm_freelist *fl) {
     return (int64_t)(fl->nfree - fl->nmalloc) - fl->cap;
 }
 
-/* Per-thread cache. Only its thread writes it (stealers only empty large-cache slots). gm_read_memstats reads the counters from
- * another thread: each only grows and is one aligned word, and the reader's order (all
- * frees, then all mallocs, under the heap lock) is what makes the sum consistent. */
+/* Per-thread cache. Only its thread writes it (stealers only empty large-cache slots).
+ * gm_read_memstats reads the counters from another thread: each only grows and is one
+ * aligned word, and the reader's order (all mallocs, then all frees, under the heap lock;
+ * mcache_sum_counters) is what makes the sum consistent. */
 typedef struct mcache {
     gm_freelist list[GM_NUM_CLASSES]; /* class 0: counters only, large-cache hits and parks */
     /* Heap profiling (Go's mcache.nextSample), one countdown per small class: the malloc
@@ -430,6 +432,12 @@ void *mcache_refill(mcache *c, unsigned sizeclass);
 /* Takes up to max objects (at least one unless out of memory) from the class's span,
  * swapping a full span for another; counts them as taken. Returns how many. */
 unsigned mcache_carve(mcache *c, unsigned sizeclass, void **out, unsigned max);
+/* A class's list limit (mcache.c: grows on underflow, halves after repeated overflows),
+ * shared by the thread lists and secure.c's. A malloc found the list empty: grows the
+ * limit, returns the refill batch (<= 32). A free found it full: maybe shrinks the limit,
+ * returns how many objects to keep. */
+unsigned mcache_list_underflow(mcache *c, unsigned sizeclass);
+uint32_t mcache_list_overflow(mcache *c, unsigned sizeclass);
 /* Moves the newer (still cached) half of the class's free list back to mcentral. */
 void mcache_flush(mcache *c, unsigned sizeclass);
 /* Empties every list and hands every span back (thread exit). */
@@ -521,7 +529,7 @@ void traceback_fork_child(void);
 /* ==== profile.c: heap profiling (Go's MemProfileRate, docs/profiling.md) ==== */
 extern atomic_uint profile_rate_epoch; /* bumped when the rate changes */
 /* Starts a cache's countdowns over at the current rate and records the epoch: draws the
- * large objects' byte gap (INT64_MAX when profiling is off, 0 at rate 1) and makes every
+ * large objects' byte gap (2^62 when profiling is off, 0 at rate 1) and makes every
  * small class draw its own at its next malloc (sample_drawn). */
 void profile_reset_countdown(mcache *c);
 /* The next sampling gap: exponential bytes (mean = rate), for a small class divided by
@@ -619,7 +627,7 @@ GM_INLINE void *freelist_next(void *obj, unsigned cl) {
 }
 
 /* The malloc fast path, shared by gm_malloc and malloc (override.c): one table lookup,
- * one TLS load, the class's malloc count against its sampling point, pop its list. ~21
+ * one TLS load, the class's malloc count against its sampling point, pop its list. ~23
  * instructions (callgrind, bench/); a sampled allocation leaves through the slow path. A
  * -Dsecure=true build adds the decode and check of freelist_next, ~20 more. */
 GM_INLINE void *gm_malloc_inline(size_t size) {
@@ -650,7 +658,7 @@ GM_INLINE void *gm_malloc_inline(size_t size) {
  * gm_free_slow: foreign pointers (no span), interior pointers (not a slot start), double
  * frees (mark present), a full list (no cap left), spans holding a profiled object
  * (freeclass 0), and large objects and dead spans (their division magic is 0).
- * ~30 instructions (callgrind, bench/); a -Dsecure=true build adds the link's encoding,
+ * ~41 instructions (callgrind, bench/); a -Dsecure=true build adds the link's encoding,
  * ~4 more. */
 GM_INLINE void gm_free_inline(void *ptr) {
     uintptr_t p = (uintptr_t)ptr;

@@ -53,6 +53,22 @@ static void list_resize(mcache *c, unsigned cl, int32_t d) {
     c->list[cl].cap += d;
 }
 
+unsigned mcache_list_underflow(mcache *c, unsigned cl) {
+    c->list_overflows[cl] = 0;
+    uint32_t max = list_max(cl), step = list_step(cl);
+    if (c->limit[cl] < max) list_resize(c, cl, (int32_t)(max - c->limit[cl] < step ? max - c->limit[cl] : step));
+    return step;
+}
+
+uint32_t mcache_list_overflow(mcache *c, unsigned cl) {
+    if (++c->list_overflows[cl] >= LIST_OVERFLOWS) {
+        c->list_overflows[cl] = 0;
+        uint32_t min = list_min(cl), half = c->limit[cl] / 2;
+        if (c->limit[cl] > min) list_resize(c, cl, -(int32_t)(c->limit[cl] - (half > min ? half : min)));
+    }
+    return c->limit[cl] / 2; /* >= 2: limits are >= 4 */
+}
+
 void mcache_init_struct(mcache *c) {
     memset(c, 0, sizeof *c);
     for (unsigned cl = 1; cl < GM_NUM_CLASSES; cl++) c->list[cl].cap = c->limit[cl] = list_min(cl);
@@ -134,13 +150,7 @@ void *mcache_refill(mcache *c, unsigned cl) {
     /* Move a batch from the span to the list so the next mallocs hit the inline path.
      * The batch enters the list without a free, so cap shrinks by its size; the object
      * returned will count as a malloc without a pop, so cap shrinks by one more. */
-    c->list_overflows[cl] = 0;
-    uint32_t max = list_max(cl);
-    if (c->limit[cl] < max) {
-        uint32_t step = list_step(cl);
-        list_resize(c, cl, (int32_t)(max - c->limit[cl] < step ? max - c->limit[cl] : step));
-    }
-    unsigned batch = list_step(cl);
+    unsigned batch = mcache_list_underflow(c, cl);
     void **got[32];
     unsigned n = mcache_carve(c, cl, (void **)got, batch);
     if (n == 0) return NULL;
@@ -166,13 +176,8 @@ void *mcache_refill(mcache *c, unsigned cl) {
  * to 1.5/1.3/1.5 s, churn and the micro benchmarks unchanged). */
 void mcache_flush(mcache *c, unsigned cl) {
     gm_freelist *fl = &c->list[cl];
-    if (++c->list_overflows[cl] >= LIST_OVERFLOWS) {
-        c->list_overflows[cl] = 0;
-        uint32_t min = list_min(cl), half = c->limit[cl] / 2;
-        if (c->limit[cl] > min) list_resize(c, cl, -(int32_t)(c->limit[cl] - (half > min ? half : min)));
-    }
+    uint32_t keep = mcache_list_overflow(c, cl);
     uint32_t len = list_len(c, cl);
-    uint32_t keep = c->limit[cl] / 2; /* >= 2: limits are >= 4 */
     if (len <= keep) return;
     /* One walk: each link given away is decoded (and, in a secure build, checked) once
      * and stored back plain for mcentral_free_list. Decoding it again in plain_list cost

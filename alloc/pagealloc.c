@@ -14,7 +14,7 @@ struct palloc_chunk {
     uint64_t alloc[CHUNK_WORDS]; /* 1 = page in use */
     uint64_t scav[CHUNK_WORDS];  /* 1 = page released to the OS (reads back as zero) */
     uint16_t start, max, end;    /* free-run lengths: at the start, longest, at the end */
-    uint16_t nfree;              /* free pages; callers adjust it as they flip bits */
+    uint16_t nfree;              /* free pages; kept by summary_after_alloc/_free */
 };
 
 static struct {
@@ -69,17 +69,25 @@ static unsigned count_bits(const uint64_t *bits, unsigned i, unsigned n) {
     return c;
 }
 
-/* The longest run of set bits in x if it is longer than floor; otherwise some value
- * <= floor. x & (x >> s) marks where a run of (length + s) starts when s <= length, so
- * doubling steps reach floor + 1 in log time and most words stop there with x == 0. */
-static unsigned longest_ones_over(uint64_t x, unsigned floor) {
-    unsigned have = 1; /* x marks the starts of runs of at least `have` ones */
-    while (x != 0 && have <= floor) {
-        unsigned s = have <= floor + 1 - have ? have : floor + 1 - have;
+/* x with only the bits that start a run of at least n set bits (n >= 1). x & (x >> s)
+ * marks where a run of (length + s) starts when s <= length, so doubling steps get there
+ * in log n rounds, and most words stop early with x == 0. */
+static uint64_t run_starts(uint64_t x, unsigned n) {
+    unsigned have = 1; /* x marks the starts of runs of at least `have` set bits */
+    while (x != 0 && have < n) {
+        unsigned s = have <= n - have ? have : n - have;
         x &= x >> s;
         have += s;
     }
+    return x;
+}
+
+/* The longest run of set bits in x if it is longer than floor; otherwise some value
+ * <= floor. */
+static unsigned longest_ones_over(uint64_t x, unsigned floor) {
+    x = run_starts(x, floor + 1);
     if (x == 0) return 0;
+    unsigned have = floor + 1;
     while (x != 0) {
         x &= x >> 1;
         have++;
@@ -89,8 +97,8 @@ static unsigned longest_ones_over(uint64_t x, unsigned floor) {
 
 /* Recomputes c's free-run summary (start, max, end) from its alloc bits, one word at a
  * time: a run crossing words is carried in `cur`, and a word's inner runs are measured
- * only when they could beat the longest so far. nfree is kept by the callers, which know
- * how many pages they flip. (It used to walk run by run with popcounts: 8% of
+ * only when they could beat the longest so far. nfree is kept by summary_after_alloc and
+ * summary_after_free, which know how many pages flip. (It used to walk run by run with popcounts: 8% of
  * bench/churn's instructions, in a libgcc popcount call for want of -mpopcnt.) */
 static void summarize(palloc_chunk *c) {
     unsigned start = GM_CHUNK_PAGES, max = 0, cur = 0;
@@ -205,10 +213,11 @@ static unsigned set_below(const uint64_t *bits, unsigned i) {
     return 0;
 }
 
-/* The summary after pages [pg, pg+k) of c were taken, without a rescan unless the run
+/* The summary (and nfree) after pages [pg, pg+k) of c were taken, without a rescan unless the run
  * they came from may have been the longest: the free run was [lo, hi), and only the runs
  * at the chunk's ends can change otherwise. pre: the bits are already set. */
 static void summary_after_alloc(palloc_chunk *c, unsigned pg, unsigned k) {
+    c->nfree = (uint16_t)(c->nfree - k);
     unsigned lo = set_below(c->alloc, pg), hi = next_bit(c->alloc, pg + k, true);
     if (hi - lo >= c->max) {
         summarize(c);
@@ -218,10 +227,11 @@ static void summary_after_alloc(palloc_chunk *c, unsigned pg, unsigned k) {
     if (hi == GM_CHUNK_PAGES) c->end = (uint16_t)(GM_CHUNK_PAGES - pg - k);
 }
 
-/* The summary after pages [pg, pg+k) of c were given back: they join their neighbours'
+/* The summary (and nfree) after pages [pg, pg+k) of c were given back: they join their neighbours'
  * free runs into [lo, hi), which may be the new longest, or reach either end of the
  * chunk. pre: the bits are already clear. */
 static void summary_after_free(palloc_chunk *c, unsigned pg, unsigned k) {
+    c->nfree = (uint16_t)(c->nfree + k);
     unsigned lo = set_below(c->alloc, pg), hi = next_bit(c->alloc, pg + k, true);
     if (hi - lo > c->max) c->max = (uint16_t)(hi - lo);
     if (lo == 0) c->start = (uint16_t)hi;
@@ -230,8 +240,7 @@ static void summary_after_free(palloc_chunk *c, unsigned pg, unsigned k) {
 
 /* First free run of npages in chunk c (address order), or GM_CHUNK_PAGES. Word by word: a
  * run reaching into a word from below is carried in `run`; runs inside a word are found
- * with doubling shift-ands (x & (x >> s) marks starts of runs s longer), which only
- * matters for npages <= 63. */
+ * by run_starts, which only matters for npages <= 63. */
 static unsigned chunk_find(const palloc_chunk *c, size_t npages) {
     unsigned run = 0, run_start = 0;
     for (unsigned w = 0; w < CHUNK_WORDS; w++) {
@@ -245,13 +254,7 @@ static unsigned chunk_find(const palloc_chunk *c, size_t npages) {
         unsigned lo = (unsigned)__builtin_ctzll(a);
         if (run + lo >= npages) return run > 0 ? run_start : w * 64;
         if (npages < 64) {
-            uint64_t x = ~a;
-            unsigned have = 1;
-            while (x != 0 && have < npages) {
-                unsigned s = have <= npages - have ? have : (unsigned)npages - have;
-                x &= x >> s;
-                have += s;
-            }
+            uint64_t x = run_starts(~a, (unsigned)npages);
             if (x != 0) return w * 64 + (unsigned)__builtin_ctzll(x);
         }
         run = (unsigned)__builtin_clzll(a);
@@ -295,7 +298,6 @@ static size_t alloc_range(uintptr_t base, size_t npages) {
         scav += count_bits(c->scav, pg, k);
         set_bits(c->alloc, pg, k, true);
         set_bits(c->scav, pg, k, false);
-        c->nfree = (uint16_t)(c->nfree - k);
         summary_after_alloc(c, pg, k);
     }
     pa.released_pages -= scav;
@@ -335,7 +337,6 @@ void pagealloc_free(uintptr_t base, size_t npages) {
     unsigned pg, k;
     for (piece_iter it = {base, npages}; next_piece(&it, &c, &pg, &k);) {
         set_bits(c->alloc, pg, k, false);
-        c->nfree = (uint16_t)(c->nfree + k);
         summary_after_free(c, pg, k);
     }
 }
@@ -377,7 +378,6 @@ void pagealloc_claim(uintptr_t base, size_t npages) {
     unsigned pg, k;
     for (piece_iter it = {base, npages}; next_piece(&it, &c, &pg, &k);) {
         set_bits(c->alloc, pg, k, true);
-        c->nfree = (uint16_t)(c->nfree - k);
         summary_after_alloc(c, pg, k);
     }
 }
@@ -390,7 +390,6 @@ void pagealloc_unclaim(uintptr_t base, size_t npages, bool released) {
     for (piece_iter it = {base, npages}; next_piece(&it, &c, &pg, &k);) {
         set_bits(c->alloc, pg, k, false);
         if (released) set_bits(c->scav, pg, k, true);
-        c->nfree = (uint16_t)(c->nfree + k);
         summary_after_free(c, pg, k);
     }
     if (released) pa.released_pages += npages;

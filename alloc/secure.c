@@ -113,9 +113,7 @@ void *secure_pop_last(gm_freelist *fl, void *obj, void *next) {
  * address of the next object is not predictable from the last one). */
 static bool refill(mcache *c, unsigned cl) {
     void *got[32];
-    unsigned batch = c->limit[cl] / 2;
-    if (batch > 32) batch = 32;
-    unsigned n = mcache_carve(c, cl, got, batch);
+    unsigned n = mcache_carve(c, cl, got, mcache_list_underflow(c, cl));
     if (n == 0) return false;
     secure_shuffle(c, got, n);
     for (unsigned i = 0; i < n; i++) push(c, cl, got[i]); /* carving counts as neither */
@@ -150,7 +148,7 @@ static void flush(mcache *c, unsigned cl, uint32_t keep) {
 }
 
 void secure_free(mcache *c, unsigned cl, void *obj) {
-    if (c->secure_len[cl] >= c->limit[cl]) flush(c, cl, c->limit[cl] / 2);
+    if (c->secure_len[cl] >= c->limit[cl]) flush(c, cl, mcache_list_overflow(c, cl));
     push(c, cl, obj);
     gm_count_free(&c->list[cl]);
 }

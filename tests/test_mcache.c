@@ -2,6 +2,7 @@
  * the thread's mallocs find its list empty and shrinks after repeated flushes with no refill
  * between them, so a thread that only frees another thread's objects keeps two batches
  * while one that reuses its frees keeps up to the full limit; the list never passes it.
+ * The same limits bound secure.c's lists (run again with GOMALLOC=secure=1).
  * Also: the per-class sampling points count mallocs exactly as MemStats does. */
 #include <pthread.h>
 
@@ -15,7 +16,13 @@ static unsigned cls(void) { return sizeclass_of(OBJ); }
 static uint32_t max_limit(void) { return 1024; }  /* 128 KiB / 64 B = 2048, capped at 1024 */
 static uint32_t min_limit(void) { return 64; }    /* two refill batches of 32 */
 
+/* The class's list length: the thread list, or secure.c's own under GOMALLOC=secure=1
+ * (meson runs this suite both ways: the limits are shared). */
 static uint32_t list_len_of(const mcache *c, unsigned cl) {
+    /* secure_init_cache shuts the thread lists (cap INT64_MIN/4) when secure.c's lists are
+     * in use. Asked at run time: this file is not compiled with the library's
+     * GM_SECURE_BUILD, so secure_slow_lists() would answer for the wrong build. */
+    if (c->list[cl].cap < INT64_MIN / 8) return c->secure_len[cl];
     return (uint32_t)(freelist_len_minus_cap(&c->list[cl]) + c->limit[cl]);
 }
 
