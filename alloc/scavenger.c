@@ -234,7 +234,10 @@ static void *scavenger_main(void *arg) {
             sleep_ns((uint64_t)(waiting_on_window ? PEAK_BUCKET_MS : IDLE_POLL_MS) * 1000000ull, true);
             continue;
         }
-        if (tokens < MIN_WORK_NS) {
+        /* Over the memory limit the pacing does not apply: the user asked for that
+         * bound, and Go's allocating goroutines release the overage inline unpaced too.
+         * A forced pass is bounded by what was freed: done == 0 parks the thread. */
+        if (tokens < MIN_WORK_NS && !force) {
             sleep_ns((uint64_t)((MIN_WORK_NS - tokens) / fraction), false);
             continue;
         }
@@ -244,7 +247,7 @@ static void *scavenger_main(void *arg) {
             pagealloc_scavenge_reset();
             gm_unlock(&gm_heap_lock);
         }
-        double budget = tokens < MAX_BURST_NS ? tokens : MAX_BURST_NS;
+        double budget = tokens < MAX_BURST_NS && !force ? tokens : MAX_BURST_NS;
         uint64_t t0 = now_ns(CLOCK_THREAD_CPUTIME_ID), worked = 0;
         size_t done = 0;
         while (done < over && (double)worked < budget) {
@@ -255,7 +258,7 @@ static void *scavenger_main(void *arg) {
             worked = now_ns(CLOCK_THREAD_CPUTIME_ID) - t0;
         }
         if (worked < 50000) worked = 50000; /* charge at least the checks */
-        tokens -= (double)worked;
+        if (!force) tokens -= (double)worked;
         atomic_fetch_add_explicit(&released_bg, done, memory_order_relaxed);
         if (gm_opt.scavtrace) trace(false);
         if (done == 0) sleep_ns((uint64_t)IDLE_POLL_MS * 1000000ull, true);

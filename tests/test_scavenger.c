@@ -191,9 +191,15 @@ static void test_memory_limit(void **state) {
             usleep(10 * 1000);
             r = retained();
         }
-        if (r > (uint64_t)limit)
-            fail_msg("round %d: %llu MiB retained 400 ms after the free, limit %lld MiB", round,
-                     (unsigned long long)(r >> 20), (long long)(limit >> 20));
+        if (r > (uint64_t)limit) {
+            gm_memstats m;
+            gm_read_memstats(&m);
+            fail_msg("round %d: %llu MiB retained 400 ms after the free, limit %lld MiB (in use %llu MiB, "
+                     "free but not released %llu MiB)",
+                     round, (unsigned long long)(r >> 20), (long long)(limit >> 20),
+                     (unsigned long long)(m.heap_inuse >> 20),
+                     (unsigned long long)((m.heap_idle - m.heap_released) >> 20));
+        }
         print_message("# memory limit %lld MiB: retained %llu MiB after %.0f ms\n", (long long)(limit >> 20),
                       (unsigned long long)(r >> 20), (now_s() - t0) * 1e3);
         free_all();
