@@ -103,6 +103,7 @@ bool os_write_all(int fd, const char *buf, size_t len); /* false when a write fa
 void os_random(void *buf, size_t len);
 size_t os_physical_memory(void);
 bool os_protect(void *p, size_t size, bool accessible);
+bool os_guards_persist(void); /* guards may stay on free pages (guard regions) */
 int os_dup_high(int fd);
 /* Fault injection (built with -Dfault_injection=true, i.e. GM_FAULT_INJECTION=1): calls
  * of the given kinds are counted from 1 after this call, and calls nth..nth+count-1 fail
@@ -281,7 +282,12 @@ mspan *mheap_alloc_span_nogrow(size_t npages, unsigned sizeclass, size_t align_p
 /* pre: s is INUSE, or CACHED (its free was already counted by the caching thread, so it
  * is not counted again). post: the pages are free and map to mspan_dead. */
 void mheap_free_span(mspan *s);
+/* pre: mheap_drop_guard(s) was called. */
 void mheap_free_span_locked(mspan *s);
+/* Before a guarded span's pages go back to the heap, no lock held: where guards are
+ * guard regions (os_guards_persist) the guard stays and the heap remembers it; an
+ * mprotect guard is lifted here. mheap_free_span calls it itself. */
+void mheap_drop_guard(mspan *s);
 /* Grows or shrinks a large span in place; false when the pages after it are taken. */
 bool mheap_resize_large(mspan *s, size_t npages);
 /* Struct pools for mcache (Go's fixalloc); under the heap lock. */
@@ -315,6 +321,16 @@ void pagealloc_claim(uintptr_t base, size_t npages);
 void pagealloc_unclaim(uintptr_t base, size_t npages, bool released);
 size_t pagealloc_meta_bytes(void);
 long pagealloc_verify(void); /* tests: -1, or the first chunk whose summary is wrong */
+/* Guard markers found on a range being allocated (secure mode). */
+#define GUARD_SET_MAX 16
+typedef struct guard_set {
+    bool last;                     /* on the range's last page */
+    unsigned n;                    /* on other pages: may exceed GUARD_SET_MAX */
+    uintptr_t page[GUARD_SET_MAX]; /* the first of those */
+} guard_set;
+void pagealloc_set_guard(uintptr_t page);
+void pagealloc_take_guards(uintptr_t base, size_t npages, guard_set *g);
+uintptr_t pagealloc_alloc_on_guard(size_t npages, size_t *scav_pages);
 
 /* ==== scavenger.c: returns idle memory to the OS (Go's mgcscavenge.go) ==== */
 void scavenger_init(void);                 /* pre: options parsed */
@@ -463,9 +479,6 @@ mspan *mcache_alloc_large_heap(mcache *c, size_t npages, size_t align_pages);
  * counts are whole spans, guard included. pre: as mcache_alloc_large, the span
  * passed check_live. */
 bool mcache_free_large(mcache *c, mspan *s);
-/* Makes a guarded span's last page accessible again, before its pages go to the heap.
- * pre: s->guard. post: !s->guard. */
-void mcache_unguard_large(mspan *s);
 /* Takes cached large spans from every thread's cache (all of them, or with idle_only only
  * from caches that did no large operation since the previous idle pass) and frees them to
  * the heap: for gm_free_os_memory, the memory limit and the scavenger's aging. Returns the

@@ -192,14 +192,13 @@ static void *alloc_large(size_t size, size_t align_pages, bool zero) {
 /* may_cache is false for the block a growing realloc moves away from: that size is not
  * asked for again soon, and parked, its pages would stop the neighbour growing in place
  * (bench/realloc: more moves, +5-8% time, more faults). A parked span keeps its guard
- * page; one that goes to the heap loses it first. */
+ * page; so does one that goes to the heap, where guard regions are used (mheap_drop_guard). */
 static void free_large(mspan *s, bool may_cache) {
     if (gm_unlikely(__atomic_load_n(&s->nsampled, __ATOMIC_RELAXED) != 0)) profile_free(s, (void *)s->base);
     if (may_cache && s->npages >= GM_LARGE_CACHE_MIN_PAGES && s->npages <= GM_LARGE_CACHE_MAX_PAGES) {
         mcache *c = large_cache();
         if (c != NULL && mcache_free_large(c, s)) return;
     }
-    if (s->guard) mcache_unguard_large(s);
     mheap_free_span(s);
 }
 

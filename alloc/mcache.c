@@ -214,18 +214,12 @@ static size_t large_take_all(mcache *c, mspan **chain) {
     return bytes;
 }
 
-void mcache_unguard_large(mspan *s) {
-    os_protect((void *)(s->base + ((size_t)(s->npages - 1) << GM_PAGE_SHIFT)), GM_PAGE_SIZE, true);
-    s->guard = 0;
-}
-
-/* Frees taken spans to the heap in one lock hold. Guard pages (secure mode) are lifted
- * first, outside the lock: each is a syscall, and a TLB shootdown once there are threads.
- * pre: no allocator lock held. */
+/* Frees taken spans to the heap in one lock hold. mprotect guard pages (secure mode on
+ * kernels without guard regions) are lifted first, outside the lock: each is a syscall,
+ * and a TLB shootdown once there are threads. pre: no allocator lock held. */
 static void large_free_chain(mspan *chain) {
     if (chain == NULL) return;
-    for (mspan *s = chain; s != NULL; s = s->next)
-        if (s->guard) mcache_unguard_large(s);
+    for (mspan *s = chain; s != NULL; s = s->next) mheap_drop_guard(s);
     gm_lock(&gm_heap_lock);
     while (chain != NULL) {
         mspan *s = chain;

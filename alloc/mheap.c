@@ -108,13 +108,37 @@ static void set_span_map(uintptr_t base, size_t npages, mspan *s) {
     }
 }
 
+/* Lifts guard markers freed spans left on [base, base+npages), pages the caller now holds
+ * (pagealloc_take_guards), except on the last page when keep_last: returns whether that
+ * one stays. A page at a time while there are few (one call over a 32 MiB span walks
+ * every page table entry: bench/large, secure, 10% of cycles), else the whole range
+ * (lifting a page without a marker is a no-op). It can fail only if the kernel lost the
+ * feature the markers were set with, and the pages would fault. pre: no lock held. */
+static bool lift_guards(uintptr_t base, size_t npages, const guard_set *g, bool keep_last) {
+    bool ok = true;
+    size_t n = npages - (g->last && keep_last);
+    if (g->n > GUARD_SET_MAX) {
+        ok = os_protect((void *)base, n << GM_PAGE_SHIFT, true);
+    } else {
+        for (unsigned i = 0; i < g->n; i++) ok &= os_protect((void *)g->page[i], GM_PAGE_SIZE, true);
+        if (g->last && !keep_last)
+            ok &= os_protect((void *)(base + ((npages - 1) << GM_PAGE_SHIFT)), GM_PAGE_SIZE, true);
+    }
+    if (!ok) gm_fatal("cannot lift the guard pages of a reused span at", (void *)base);
+    return g->last && keep_last;
+}
+
 static mspan *alloc_span(size_t npages, unsigned sizeclass, size_t align_pages, bool may_grow) {
+    /* Secure mode: a large span's last page is its guard (malloc.c alloc_large). */
+    bool wants_guard = sizeclass == 0 && gm_opt.secure;
     gm_lock(&gm_heap_lock);
     size_t grown = 0;
     mspan *s = fixalloc_alloc(&h.spans);
     if (s == NULL) goto fail;
     size_t scav = 0;
-    uintptr_t base = pagealloc_alloc(npages, align_pages, &scav);
+    uintptr_t base = 0;
+    if (wants_guard && align_pages <= 1) base = pagealloc_alloc_on_guard(npages, &scav);
+    if (base == 0) base = pagealloc_alloc(npages, align_pages, &scav);
     if (base == 0) {
         if (!may_grow) goto fail_span;
         uint64_t before = h.heap_sys;
@@ -138,7 +162,10 @@ static mspan *alloc_span(size_t npages, unsigned sizeclass, size_t align_pages, 
     set_span_map(base, npages, s);
     h.heap_inuse += npages << GM_PAGE_SHIFT;
     scavenger_note_inuse(h.heap_inuse);
+    guard_set g;
+    pagealloc_take_guards(base, npages, &g);
     gm_unlock(&gm_heap_lock);
+    if (gm_unlikely(g.n != 0 || g.last)) s->guard = lift_guards(base, npages, &g, wants_guard);
     scavenger_after_alloc(grown);
     return s;
 fail_span:
@@ -167,12 +194,22 @@ void mheap_free_span_locked(mspan *s) {
      * as a double free rather than as a wild pointer. */
     set_span_map(s->base, npages, &mspan_dead);
     pagealloc_free(s->base, npages);
+    /* Its guard stays (mheap_drop_guard): the next span over it lifts or keeps it. */
+    if (s->guard) pagealloc_set_guard(s->base + ((uintptr_t)(npages - 1) << GM_PAGE_SHIFT));
     h.heap_inuse -= npages << GM_PAGE_SHIFT;
     s->state = MSPAN_DEAD;
     fixalloc_free(&h.spans, s);
 }
 
+void mheap_drop_guard(mspan *s) {
+    if (s->guard && !os_guards_persist()) {
+        os_protect((void *)(s->base + ((size_t)(s->npages - 1) << GM_PAGE_SHIFT)), GM_PAGE_SIZE, true);
+        s->guard = 0;
+    }
+}
+
 void mheap_free_span(mspan *s) {
+    mheap_drop_guard(s);
     gm_lock(&gm_heap_lock);
     mheap_free_span_locked(s);
     gm_unlock(&gm_heap_lock);
@@ -181,6 +218,7 @@ void mheap_free_span(mspan *s) {
 
 bool mheap_resize_large(mspan *s, size_t npages) {
     bool ok = true;
+    guard_set g = {.n = 0, .last = false};
     gm_lock(&gm_heap_lock);
     size_t old = s->npages;
     if (npages < old) {
@@ -193,6 +231,7 @@ bool mheap_resize_large(mspan *s, size_t npages) {
         size_t scav;
         uintptr_t end = s->base + (old << GM_PAGE_SHIFT);
         ok = pagealloc_alloc_at(end, npages - old, &scav);
+        if (ok) pagealloc_take_guards(end, npages - old, &g);
         if (ok) {
             set_span_map(end, npages - old, s);
             h.heap_inuse += (npages - old) << GM_PAGE_SHIFT;
@@ -206,6 +245,8 @@ bool mheap_resize_large(mspan *s, size_t npages) {
     if (ok && npages > old) scavenger_note_inuse(h.heap_inuse);
     gm_unlock(&gm_heap_lock);
     if (npages < old) scavenger_kick();
+    /* Growing over old guards (secure mode): the new pages are the caller's alone. */
+    if (g.n != 0 || g.last) lift_guards(s->base + (old << GM_PAGE_SHIFT), npages - old, &g, false);
     return ok;
 }
 

@@ -230,8 +230,9 @@ int os_dup_high(int fd) {
  * prototype). The first call picks the method for the process; a guard is always removed
  * the way it was set, since a guard marker survives mprotect and a PROT_NONE page
  * survives MADV_GUARD_REMOVE. A removed guard page reads back as zero. */
+static _Atomic int use_guard_regions = -1; /* -1 unknown, 0 mprotect, 1 madvise */
+
 bool os_protect(void *p, size_t size, bool accessible) {
-    static _Atomic int use_guard_regions = -1; /* -1 unknown, 0 mprotect, 1 madvise */
     int saved = errno, rc;
     int mode = atomic_load_explicit(&use_guard_regions, memory_order_relaxed);
     if (mode != 0) {
@@ -250,3 +251,8 @@ bool os_protect(void *p, size_t size, bool accessible) {
     errno = saved;
     return rc == 0;
 }
+
+/* Guard regions cost nothing while they sit on free memory: no VMA, no RSS, and they
+ * survive MADV_DONTNEED, MADV_FREE and fork, so the heap may leave them in place. A
+ * PROT_NONE page splits the mapping, so mprotect guards are lifted when their span dies. */
+bool os_guards_persist(void) { return atomic_load_explicit(&use_guard_regions, memory_order_relaxed) == 1; }

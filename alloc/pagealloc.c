@@ -13,8 +13,10 @@
 struct palloc_chunk {
     uint64_t alloc[CHUNK_WORDS]; /* 1 = page in use */
     uint64_t scav[CHUNK_WORDS];  /* 1 = page released to the OS (reads back as zero) */
+    uint64_t guard[CHUNK_WORDS]; /* 1 = free page that still has a guard marker (secure) */
     uint16_t start, max, end;    /* free-run lengths: at the start, longest, at the end */
     uint16_t nfree;              /* free pages; kept by summary_after_alloc/_free */
+    uint16_t nguard;             /* bits set in guard */
 };
 
 static struct {
@@ -24,6 +26,7 @@ static struct {
     size_t scav_cursor;  /* chunks at or above this index hold nothing left to release */
     size_t released_pages;
     size_t reused_pages; /* released pages handed out again (they read back as zero) */
+    size_t guard_pages;  /* free pages with a guard marker left in place (secure mode) */
     size_t meta_bytes;
 } pa;
 
@@ -193,6 +196,8 @@ bool pagealloc_add_arena(heap_arena *ha) {
         palloc_chunk *c = &ha->chunks[j];
         memset(c->alloc, 0, sizeof c->alloc);
         memset(c->scav, 0xff, sizeof c->scav);
+        memset(c->guard, 0, sizeof c->guard);
+        c->nguard = 0;
         c->nfree = GM_CHUNK_PAGES;
         summarize(c);
     }
@@ -341,6 +346,79 @@ void pagealloc_free(uintptr_t base, size_t npages) {
     }
 }
 
+/* ---- guard pages left in the heap (secure mode, guard regions) ----
+ * A freed guarded span keeps its guard marker: lifting it is a syscall, and setting one
+ * on a page that was touched zaps it, a TLB shootdown on every CPU the program runs on
+ * (bench/mstress secure: a quarter of all cycles). The next span over such a page lifts
+ * it, unless the page is exactly where that span wants its own guard. */
+
+/* pre: the page is free and carries a guard marker. */
+void pagealloc_set_guard(uintptr_t page) {
+    unsigned pg;
+    palloc_chunk *c = chunk_of(page, &pg);
+    set_bits(c->guard, pg, 1, true);
+    c->nguard++;
+    pa.guard_pages++;
+}
+
+/* Forgets the guard markers on [base, base+npages), pages just allocated, and says where
+ * they were: g->last for the last page; the others in g->page[] (g->n of them, counted
+ * past the array's end too). The caller lifts or keeps them. */
+void pagealloc_take_guards(uintptr_t base, size_t npages, guard_set *g) {
+    g->n = 0;
+    g->last = false;
+    if (pa.guard_pages == 0) return;
+    palloc_chunk *c;
+    unsigned pg, k;
+    for (piece_iter it = {base, npages}; next_piece(&it, &c, &pg, &k);) {
+        if (c->nguard == 0) continue;
+        uintptr_t piece = it.base - ((uintptr_t)k << GM_PAGE_SHIFT);
+        for (unsigned i = next_bit(c->guard, pg, true); i < pg + k; i = next_bit(c->guard, i + 1, true)) {
+            set_bits(c->guard, i, 1, false);
+            c->nguard--;
+            pa.guard_pages--;
+            uintptr_t page = piece + ((uintptr_t)(i - pg) << GM_PAGE_SHIFT);
+            if (it.left == 0 && i == pg + k - 1) g->last = true;
+            else if (g->n++ < GUARD_SET_MAX) g->page[g->n - 1] = page;
+        }
+    }
+}
+
+#define GUARD_FIT_TRIES 64      /* guard markers looked at per search, at most */
+#define GUARD_FIT_MAX_PAGES 64  /* spans up to 512 KiB: above, one install is small change */
+
+/* A run of npages that ends on a free page carrying a guard marker: a guarded span placed
+ * there needs no new guard. Best fit among the first GUARD_FIT_TRIES markers from the
+ * search hint, and only a run at most about twice npages, for spans up to
+ * GUARD_FIT_MAX_PAGES: cutting the end off a long run pushes the next big request to
+ * fresh memory (bench/large, secure: +40% page faults and +35% time with no bounds; none
+ * with these), while for a span of a few pages the install's shootdown is most of its
+ * cost (bench/mstress). Marks it in use like pagealloc_alloc; 0 if none. */
+uintptr_t pagealloc_alloc_on_guard(size_t npages, size_t *scav_pages) {
+    if (pa.guard_pages == 0 || npages > GUARD_FIT_MAX_PAGES) return 0;
+    unsigned tries = 0;
+    size_t best_run = 2 * npages + 2;
+    uintptr_t best = 0;
+    for (size_t ci = pa.hint, n = nchunks(); ci < n && tries < GUARD_FIT_TRIES; ci++) {
+        uintptr_t base;
+        palloc_chunk *c = chunk_at(ci, &base);
+        if (c->nguard == 0 || c->max < npages) continue;
+        for (unsigned g = next_bit(c->guard, 0, true); g < GM_CHUNK_PAGES && tries < GUARD_FIT_TRIES;
+             g = next_bit(c->guard, g + 1, true), tries++) {
+            if (c->alloc[g / 64] >> (g % 64) & 1) continue; /* claimed by the scavenger */
+            size_t run = g + 1 - set_below(c->alloc, g);
+            if (run < npages || run >= best_run) continue;
+            best_run = run;
+            best = base + ((uintptr_t)(g + 1 - npages) << GM_PAGE_SHIFT);
+            if (run == npages) goto found;
+        }
+    }
+    if (best == 0) return 0;
+found:
+    *scav_pages = alloc_range(best, npages);
+    return best;
+}
+
 /* Highest run of free, unreleased pages, at most max_pages long, within one chunk (Go's
  * findScavengeCandidate: address-ordered first fit reuses low addresses first, so the top
  * of the heap is the memory least likely to be wanted again soon). Returns its base, or 0
@@ -400,6 +478,7 @@ void pagealloc_unclaim(uintptr_t base, size_t npages, bool released) {
 /* For tests: recomputes every chunk's numbers the slow, obvious way (page by page) and
  * compares. Returns the index of the first chunk that disagrees, or -1. pre: heap lock. */
 long pagealloc_verify(void) {
+    size_t guards = 0;
     for (size_t ci = 0; ci < nchunks(); ci++) {
         palloc_chunk *c = chunk_at(ci, NULL);
         unsigned nfree = 0, start = 0, end = 0, max = 0, run = 0;
@@ -418,6 +497,8 @@ long pagealloc_verify(void) {
             }
         }
         if (c->nfree != nfree || c->start != start || c->end != end || c->max != max) return (long)ci;
+        if (count_bits(c->guard, 0, GM_CHUNK_PAGES) != c->nguard) return (long)ci;
+        guards += c->nguard;
     }
-    return -1;
+    return guards == pa.guard_pages ? -1 : (long)nchunks();
 }

@@ -1,7 +1,9 @@
 /* test_pagealloc.c: the page allocator's per-chunk summaries (free pages, free runs at the
- * start and end, longest free run) stay equal to a page-by-page recount while spans of
- * every length come and go, including runs that cross words and chunks, a chunk filled
- * completely and one emptied completely. */
+ * start and end, longest free run, guard markers left on free pages) stay equal to a
+ * page-by-page recount while spans of every length come and go, including runs that
+ * cross words and chunks, a chunk filled completely and one emptied completely. Run again
+ * with secure=1, where freed guard pages stay in the heap: every page handed out is
+ * written, so a guard the heap failed to lift faults. */
 #include "gm_test.h"
 #include "internal.h"
 
@@ -16,6 +18,13 @@ static void verify(const char *when) {
 static void *slot[SLOTS];
 #define SMALL 30000
 static void *small[SMALL]; /* 3 KiB objects: one- and few-page spans that come and go */
+
+/* Writes the first and last byte of every page of [p, p+n). */
+static void touch(void *p, size_t n) {
+    volatile char *c = p;
+    for (size_t i = 0; i < n; i += GM_PAGE_SIZE) c[i] = 1;
+    c[n - 1] = 1;
+}
 
 static size_t rnd(uint64_t *s) {
     *s ^= *s << 13;
@@ -38,6 +47,7 @@ static void test_random_spans(void **state) {
             size_t pages = 5 + rnd(&seed) % (rnd(&seed) % 8 == 0 ? 596 : 60);
             slot[i] = malloc(pages * GM_PAGE_SIZE - 100);
             assert_non_null(slot[i]);
+            touch(slot[i], pages * GM_PAGE_SIZE - 100);
         }
         for (int r = 0; r < 8; r++) {
             size_t j = rnd(&seed) % SMALL;
@@ -46,6 +56,7 @@ static void test_random_spans(void **state) {
                 small[j] = NULL;
             } else {
                 assert_non_null(small[j] = malloc(3000));
+                touch(small[j], 3000);
             }
         }
         if (step % 97 == 0) verify("random frees and mallocs");
