@@ -657,6 +657,10 @@ GM_INLINE void *gm_malloc_inline(size_t size) {
         void *next = freelist_decode(p, p[0]);
 #if GM_SECURE_BUILD
         if (gm_unlikely(!freelist_pop_ok(p, next, cl))) return secure_pop_last(fl, p, next);
+        /* The next pop's chain is longer here (its link, then its successor's span entry
+         * and span): start the first load now. ab.py secure before/after, 7 runs: churn
+         * 0.97, prodcons-2t 0.89, mstress-2t 0.92; a default build gained nothing. */
+        __builtin_prefetch(next);
 #endif
         fl->head = next;
         __atomic_store_n(&fl->nmalloc, n, __ATOMIC_RELAXED); /* stats and profiler */
