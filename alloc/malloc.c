@@ -251,17 +251,29 @@ static void free_small(mspan *s, void *ptr) {
     bool locked;
     mcache *c = get_cache(&locked);
     gm_freelist *fl = &c->list[cl];
-    if (gm_unlikely(secure_slow_lists())) {
-        secure_free(c, cl, ptr);
-        if (locked) mcache_unlock_fallback();
-        return;
-    }
-    if (freelist_len_minus_cap(fl) >= 0) mcache_flush(c, cl);
+    bool slow_lists = secure_slow_lists();
     void **o = ptr;
-    o[0] = freelist_encode(o, fl->head);
-    o[1] = (void *)(uintptr_t)gm_free_mark(ptr);
-    fl->head = o;
-    gm_count_free(fl);
+    if (fl->nfree == 0 && c->alloc[cl] == NULL) {
+        /* The thread's first free of the class, before it carved any: the object is
+         * another thread's (a handed-over argument; Hoard's cache-scratch). Pushed, it
+         * would be the thread's next malloc of the class, again and again, sharing a cache
+         * line with the other thread's objects for as long as it runs (cache-scratch-8t:
+         * 2.2x jemalloc). It goes back to its span instead, counted as a free of this
+         * list. One object per class and thread at most: after it, frees push. */
+        gm_count_free(fl);
+        if (!slow_lists) fl->cap++; /* the list's length (nfree - nmalloc - cap) stays */
+        o[0] = NULL;
+        o[1] = (void *)(uintptr_t)gm_free_mark(ptr);
+        mcentral_free_list(cl, o);
+    } else if (gm_unlikely(slow_lists)) {
+        secure_free(c, cl, ptr);
+    } else {
+        if (freelist_len_minus_cap(fl) >= 0) mcache_flush(c, cl);
+        o[0] = freelist_encode(o, fl->head);
+        o[1] = (void *)(uintptr_t)gm_free_mark(ptr);
+        fl->head = o;
+        gm_count_free(fl);
+    }
     if (locked) mcache_unlock_fallback();
 }
 

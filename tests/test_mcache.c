@@ -3,8 +3,12 @@
  * between them, so a thread that only frees another thread's objects keeps two batches
  * while one that reuses its frees keeps up to the full limit; the list never passes it.
  * The same limits bound secure.c's lists (run again with GOMALLOC=secure=1).
- * Also: the per-class sampling points count mallocs exactly as MemStats does. */
+ * Also: the per-class sampling points count mallocs exactly as MemStats does, and a
+ * thread's first free of another thread's object does not become its next malloc. */
 #include <pthread.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "gm_test.h"
 #include "internal.h"
@@ -171,6 +175,79 @@ static void test_counter_is_the_countdown(void **state) {
     gm_set_memprofile_rate(old);
 }
 
+/* Hoard's cache-scratch: objects allocated back to back by one thread, one handed to a
+ * new thread that frees it first. Reused by that thread, it would keep sharing a cache
+ * line with the objects next to it; it must go back to its span (counted as a free of the
+ * thread's list), and later mallocs of the class must not return it. */
+#define HANDED 8
+static void *handed[HANDED];
+
+static void *take_handed(void *arg) {
+    seen *s = arg;
+    gm_memstats a, b;
+    gm_read_memstats(&a);
+    free(handed[0]);
+    gm_read_memstats(&b);
+    s->len = (uint32_t)(b.by_size[sizeclass_of(16)].frees - a.by_size[sizeclass_of(16)].frees);
+    s->max_len = 0; /* how many of 200 mallocs returned the handed object */
+    void *p[200];
+    for (int i = 0; i < 200; i++) {
+        p[i] = malloc(16);
+        if (p[i] == handed[0]) s->max_len++;
+    }
+    for (int i = 0; i < 200; i++) free(p[i]);
+    return NULL;
+}
+
+static void test_handed_object_not_reused(void **state) {
+    (void)state;
+    for (int i = 0; i < HANDED; i++) assert_non_null(handed[i] = malloc(16));
+    seen s = run_in_thread(take_handed);
+    assert_int_equal(s.len, 1);     /* counted once, by MemStats */
+    assert_int_equal(s.max_len, 0); /* never the thread's own malloc */
+    for (int i = 1; i < HANDED; i++) free(handed[i]);
+}
+
+/* ... and a second free of it is still a double free. */
+static void *free_handed_twice(void *arg) {
+    (void)arg;
+    free(handed[0]);
+    free(handed[0]);
+    return NULL;
+}
+
+static void test_handed_object_double_free(void **state) {
+    (void)state;
+    for (int i = 0; i < HANDED; i++) assert_non_null(handed[i] = malloc(16));
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    fflush(stdout);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        signal(SIGABRT, SIG_DFL);
+        dup2(fds[1], STDERR_FILENO);
+        pthread_t t;
+        pthread_create(&t, NULL, free_handed_twice, NULL);
+        pthread_join(t, NULL);
+        _exit(0);
+    }
+    close(fds[1]);
+    char err[512];
+    ssize_t n, len = 0;
+    while (len < (ssize_t)sizeof err - 1 && (n = read(fds[0], err + len, sizeof err - 1 - (size_t)len)) > 0) len += n;
+    err[len] = 0;
+    close(fds[0]);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    if (!WIFSIGNALED(status) || WTERMSIG(status) != SIGABRT)
+        fail_msg("a second free of a handed object must abort (status %#x, stderr: %s)", status, err);
+    char want[64];
+    snprintf(want, sizeof want, "gomalloc: free(): double free %p", handed[0]);
+    if (strstr(err, want) == NULL) fail_msg("expected '%s', got: %s", want, err);
+    for (int i = 0; i < HANDED; i++) free(handed[i]);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_free_only_thread_keeps_little),
@@ -178,6 +255,8 @@ int main(void) {
         cmocka_unit_test(test_limit_shrinks),
         cmocka_unit_test(test_limit_bounds),
         cmocka_unit_test(test_counter_is_the_countdown),
+        cmocka_unit_test(test_handed_object_not_reused),
+        cmocka_unit_test(test_handed_object_double_free),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
