@@ -1,5 +1,6 @@
 /* gm_test.h: helpers shared by the cmocka suites: cmocka includes in the order it needs,
- * a small deterministic PRNG, and byte patterns that make overlap and corruption visible.
+ * a small deterministic PRNG, byte patterns that make overlap and corruption visible, and
+ * a child-process runner for cases that must crash.
  * Header-only; every helper is static so each test binary stays self-contained. */
 #ifndef GM_TEST_H
 #define GM_TEST_H
@@ -15,6 +16,8 @@
 #include <cmocka.h>
 
 #include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define GM_KIB ((size_t)1 << 10)
@@ -83,6 +86,40 @@ static inline size_t rss_bytes(void) {
     unsigned long size, resident;
     assert_int_equal(sscanf(buf, "%lu %lu", &size, &resident), 2);
     return resident * (size_t)sysconf(_SC_PAGESIZE);
+}
+
+/* Reads fd to its end (or cap - 1 bytes) into buf, NUL-terminated, and closes it. */
+static inline void gm_read_all(int fd, char *buf, size_t cap) {
+    size_t len = 0;
+    ssize_t n;
+    while (len + 1 < cap && (n = read(fd, buf + len, cap - 1 - len)) > 0) len += (size_t)n;
+    buf[len] = 0;
+    close(fd);
+}
+
+/* Runs fn in a child process whose stderr is a pipe; returns the signal that ended it (0
+ * if it returned or exited) and what it wrote to stderr, NUL-terminated, in err. The
+ * child dies of the signals cmocka would catch, and exits 0 after fn returns. */
+static inline int gm_run_child(void (*fn)(void), char *err, size_t cap) {
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    fflush(stdout); /* the child must not repeat the parent's buffered TAP lines */
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        signal(SIGSEGV, SIG_DFL);
+        signal(SIGBUS, SIG_DFL);
+        signal(SIGABRT, SIG_DFL);
+        dup2(fds[1], STDERR_FILENO);
+        close(fds[0]);
+        fn();
+        _exit(0);
+    }
+    close(fds[1]);
+    gm_read_all(fds[0], err, cap);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    return WIFSIGNALED(status) ? WTERMSIG(status) : 0;
 }
 
 #endif /* GM_TEST_H */

@@ -6,9 +6,6 @@
  * Also: the per-class sampling points count mallocs exactly as MemStats does, and a
  * thread's first free of another thread's object does not become its next malloc. */
 #include <pthread.h>
-#include <signal.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include "gm_test.h"
 #include "internal.h"
@@ -216,32 +213,18 @@ static void *free_handed_twice(void *arg) {
     return NULL;
 }
 
+static void free_handed_twice_in_thread(void) {
+    pthread_t t;
+    pthread_create(&t, NULL, free_handed_twice, NULL);
+    pthread_join(t, NULL);
+}
+
 static void test_handed_object_double_free(void **state) {
     (void)state;
     for (int i = 0; i < HANDED; i++) assert_non_null(handed[i] = malloc(16));
-    int fds[2];
-    assert_int_equal(pipe(fds), 0);
-    fflush(stdout);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        signal(SIGABRT, SIG_DFL);
-        dup2(fds[1], STDERR_FILENO);
-        pthread_t t;
-        pthread_create(&t, NULL, free_handed_twice, NULL);
-        pthread_join(t, NULL);
-        _exit(0);
-    }
-    close(fds[1]);
     char err[512];
-    ssize_t n, len = 0;
-    while (len < (ssize_t)sizeof err - 1 && (n = read(fds[0], err + len, sizeof err - 1 - (size_t)len)) > 0) len += n;
-    err[len] = 0;
-    close(fds[0]);
-    int status;
-    assert_int_equal(waitpid(pid, &status, 0), pid);
-    if (!WIFSIGNALED(status) || WTERMSIG(status) != SIGABRT)
-        fail_msg("a second free of a handed object must abort (status %#x, stderr: %s)", status, err);
+    int sig = gm_run_child(free_handed_twice_in_thread, err, sizeof err);
+    if (sig != SIGABRT) fail_msg("a second free of a handed object must abort (signal %d, stderr: %s)", sig, err);
     char want[64];
     snprintf(want, sizeof want, "gomalloc: free(): double free %p", handed[0]);
     if (strstr(err, want) == NULL) fail_msg("expected '%s', got: %s", want, err);

@@ -16,11 +16,7 @@ static void parse_capture(const char *s, char *buf, size_t cap) {
     dup2(saved, STDERR_FILENO);
     close(saved);
     close(fds[1]);
-    size_t len = 0;
-    ssize_t n;
-    while (len + 1 < cap && (n = read(fds[0], buf + len, cap - 1 - len)) > 0) len += (size_t)n;
-    buf[len] = 0;
-    close(fds[0]);
+    gm_read_all(fds[0], buf, cap);
 }
 
 static unsigned count_lines(const char *s) {

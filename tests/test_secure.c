@@ -7,47 +7,15 @@
  * before anything is handed out. Also: double frees are still caught, and fresh objects do
  * not come out in address order. */
 #include <malloc.h>
-#include <signal.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include "gm_test.h"
 #include "internal.h"
-
-/* Runs fn in a child; returns its termination signal and what it wrote to stderr. */
-static int run_child(void (*fn)(void), char *err, size_t cap) {
-    int fds[2];
-    assert_int_equal(pipe(fds), 0);
-    fflush(stdout); /* the child must not repeat the parent's buffered TAP lines */
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        /* cmocka catches SIGSEGV and friends to keep its runner going; the child must die */
-        signal(SIGSEGV, SIG_DFL);
-        signal(SIGBUS, SIG_DFL);
-        signal(SIGABRT, SIG_DFL);
-        dup2(fds[1], STDERR_FILENO);
-        close(fds[0]);
-        fn();
-        _exit(0); /* not reached when the misuse is caught */
-    }
-    close(fds[1]);
-    size_t len = 0;
-    ssize_t n;
-    while (len + 1 < cap && (n = read(fds[0], err + len, cap - 1 - len)) > 0) len += (size_t)n;
-    err[len] = 0;
-    close(fds[0]);
-    int status;
-    assert_int_equal(waitpid(pid, &status, 0), pid);
-    return WIFSIGNALED(status) ? WTERMSIG(status) : 0;
-}
 
 static void *volatile victim;
 static char expect[128];
 
 static void expect_abort(void (*fn)(void), const char *what) {
     char err[4096];
-    int sig = run_child(fn, err, sizeof err);
+    int sig = gm_run_child(fn, err, sizeof err);
     snprintf(expect, sizeof expect, "gomalloc: %s %p\n", what, victim);
     if (sig != SIGABRT) fail_msg("expected SIGABRT, got signal %d; stderr: %s", sig, err);
     if (strstr(err, expect) == NULL) fail_msg("expected '%s' on stderr, got: %s", expect, err);
@@ -172,7 +140,7 @@ static void test_guard_page(void **state) {
     (void)state;
     victim = malloc(100000);
     char err[256];
-    int sig = run_child(overflow_large, err, sizeof err);
+    int sig = gm_run_child(overflow_large, err, sizeof err);
     if (sig != SIGSEGV) fail_msg("a write past a large object must fault (signal %d)", sig);
 }
 
@@ -201,7 +169,7 @@ static void test_cached_guard_faults(void **state) {
     memset(p, 0x5a, malloc_usable_size(p)); /* every usable byte is writable */
     victim = p;
     char err[256];
-    int sig = run_child(overflow_large, err, sizeof err);
+    int sig = gm_run_child(overflow_large, err, sizeof err);
     if (sig != SIGSEGV) fail_msg("a write past a large object from the cache must fault (signal %d)", sig);
     free(p);
 }
@@ -279,7 +247,7 @@ static void reuse_guarded_pages(void) {
 static void test_guard_pages_reused(void **state) {
     (void)state;
     char err[256];
-    int sig = run_child(reuse_guarded_pages, err, sizeof err);
+    int sig = gm_run_child(reuse_guarded_pages, err, sizeof err);
     int kept = -1, lifted = -1;
     const char *r = strstr(err, "reached ");
     if (r == NULL || sscanf(r, "reached kept=%d lifted=%d", &kept, &lifted) != 2)
@@ -311,7 +279,7 @@ static void test_realloc_moves_guard(void **state) {
     memset(q + n - GM_PAGE_SIZE, 0x33, usable - (n - GM_PAGE_SIZE)); /* the old guard page too */
     victim = q;
     char err[256];
-    int sig = run_child(overflow_large, err, sizeof err);
+    int sig = gm_run_child(overflow_large, err, sizeof err);
     if (sig != SIGSEGV) fail_msg("a write past a grown large object must fault (signal %d)", sig);
     free(q);
 }
