@@ -320,7 +320,7 @@ void pagealloc_scavenge_reset(void); /* look at every chunk again (forced releas
 void pagealloc_claim(uintptr_t base, size_t npages);
 void pagealloc_unclaim(uintptr_t base, size_t npages, bool released);
 size_t pagealloc_meta_bytes(void);
-long pagealloc_verify(void); /* tests: -1, or the first chunk whose summary is wrong */
+long pagealloc_verify(void); /* tests: -1, or the first chunk whose numbers are wrong */
 /* Guard markers found on a range being allocated (secure mode). */
 #define GUARD_SET_MAX 16
 typedef struct guard_set {

@@ -391,9 +391,10 @@ void pagealloc_take_guards(uintptr_t base, size_t npages, guard_set *g) {
  * there needs no new guard. Best fit among the first GUARD_FIT_TRIES markers from the
  * search hint, and only a run at most about twice npages, for spans up to
  * GUARD_FIT_MAX_PAGES: cutting the end off a long run pushes the next big request to
- * fresh memory (bench/large, secure: +40% page faults and +35% time with no bounds; none
- * with these), while for a span of a few pages the install's shootdown is most of its
- * cost (bench/mstress). Marks it in use like pagealloc_alloc; 0 if none. */
+ * fresh memory (bench/large, secure: +40% page faults and +35% time with no bounds, +20%
+ * with runs up to 33 pages longer), while for a span of a few pages the install's
+ * shootdown is most of its cost (bench/mstress). Marks it in use like pagealloc_alloc;
+ * 0 if none. */
 uintptr_t pagealloc_alloc_on_guard(size_t npages, size_t *scav_pages) {
     if (pa.guard_pages == 0 || npages > GUARD_FIT_MAX_PAGES) return 0;
     unsigned tries = 0;
@@ -476,7 +477,8 @@ void pagealloc_unclaim(uintptr_t base, size_t npages, bool released) {
 }
 
 /* For tests: recomputes every chunk's numbers the slow, obvious way (page by page) and
- * compares. Returns the index of the first chunk that disagrees, or -1. pre: heap lock. */
+ * compares. Returns the index of the first chunk that disagrees, nchunks() when only the
+ * heap-wide guard count does, or -1. pre: heap lock. */
 long pagealloc_verify(void) {
     size_t guards = 0;
     for (size_t ci = 0; ci < nchunks(); ci++) {
