@@ -104,13 +104,16 @@ void os_random(void *buf, size_t len);
 size_t os_physical_memory(void);
 bool os_protect(void *p, size_t size, bool accessible);
 bool os_guards_persist(void); /* guards may stay on free pages (guard regions) */
+/* Moves the pages of [src, src+size) to dst (mremap), leaving src mapped and reading as
+ * zero; false, with nothing changed, when the kernel refuses (old kernel, VMA limit). */
+bool os_move_pages(void *dst, void *src, size_t size);
 int os_dup_high(int fd);
 /* Fault injection (built with -Dfault_injection=true, i.e. GM_FAULT_INJECTION=1): calls
  * of the given kinds are counted from 1 after this call, and calls nth..nth+count-1 fail
  * (count 0 = every call from nth on; nth 0 disarms). A failed reserve/meta returns NULL,
- * a failed release returns false. GOMALLOC_FAULT=kind:N[:COUNT] arms the same at first
+ * a failed release or move returns false. GOMALLOC_FAULT=kind:N[:COUNT] arms the same at first
  * use. os_fault_fired() counts the failures injected since arming. */
-enum { OS_FAULT_RESERVE = 1, OS_FAULT_META = 2, OS_FAULT_MMAP = 3, OS_FAULT_MADVISE = 4 };
+enum { OS_FAULT_RESERVE = 1, OS_FAULT_META = 2, OS_FAULT_MMAP = 3, OS_FAULT_MADVISE = 4, OS_FAULT_REMAP = 8 };
 #if GM_FAULT_INJECTION
 void os_fault_set(unsigned kinds, uint64_t nth, uint64_t count);
 uint64_t os_fault_fired(void);
@@ -284,6 +287,9 @@ mspan *mheap_alloc_span_nogrow(size_t npages, unsigned sizeclass, size_t align_p
 void mheap_free_span(mspan *s);
 /* pre: mheap_drop_guard(s) was called. */
 void mheap_free_span_locked(mspan *s);
+/* mheap_free_span for an unguarded span whose pages were moved away (os_move_pages):
+ * they go back as released. */
+void mheap_free_span_moved(mspan *s);
 /* Before a guarded span's pages go back to the heap, no lock held: where guards are
  * guard regions (os_guards_persist) the guard stays and the heap remembers it; an
  * mprotect guard is lifted here. mheap_free_span calls it itself. */
@@ -329,6 +335,8 @@ typedef struct guard_set {
     uintptr_t page[GUARD_SET_MAX]; /* the first of those */
 } guard_set;
 void pagealloc_set_guard(uintptr_t page);
+/* pre: [base, base+npages) free, its memory already gone (moved away): marks it released. */
+void pagealloc_set_released(uintptr_t base, size_t npages);
 void pagealloc_take_guards(uintptr_t base, size_t npages, guard_set *g);
 uintptr_t pagealloc_alloc_on_guard(size_t npages, size_t *scav_pages);
 

@@ -227,6 +227,34 @@ static bool grow_guarded(mspan *s, size_t npages) {
     return true;
 }
 
+/* Growing a big object that cannot grow in place moves its pages into the new span
+ * (os_move_pages, mremap) instead of copying them: no second resident copy and no memcpy,
+ * as glibc grows its mmapped chunks. Each move splits the arena's mapping (about two
+ * more VMAs), so only objects of 1 MiB and more move, and at most REMAP_BUDGET times per
+ * process: past it, or when the kernel refuses, realloc copies as before. */
+#define REMAP_MIN ((size_t)1 << 20)
+#define REMAP_BUDGET 4096
+static atomic_uint remap_count;
+
+/* The tail of gm_realloc for an unguarded large object of old usable bytes, at least
+ * REMAP_MIN, growing to size > old. NULL with errno ENOMEM when no new span is had. */
+static GM_NOINLINE void *realloc_move_large(mspan *s, void *ptr, size_t size, size_t old) {
+    void *q = alloc_large(size, 1, false);
+    if (q == NULL) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    if (atomic_fetch_add_explicit(&remap_count, 1, memory_order_relaxed) < REMAP_BUDGET &&
+        os_move_pages(q, ptr, old)) {
+        if (gm_unlikely(__atomic_load_n(&s->nsampled, __ATOMIC_RELAXED) != 0)) profile_free(s, ptr);
+        mheap_free_span_moved(s);
+    } else {
+        memcpy(q, ptr, old);
+        free_large_moved(s);
+    }
+    return q;
+}
+
 GM_NOINLINE void *gm_malloc_slow(size_t size, bool zero) {
     if (gm_unlikely(!gm_ensure_init())) goto oom;
     void *p;
@@ -354,6 +382,7 @@ void *gm_realloc(void *ptr, size_t size) {
                 if (mheap_resize_large(s, npages)) return ptr;
             }
             if (size <= old) return ptr;
+            if (old >= REMAP_MIN) return realloc_move_large(s, ptr, size, old);
         }
     } else {
         old = s->elemsize;

@@ -216,6 +216,16 @@ void mheap_free_span(mspan *s) {
     scavenger_kick();
 }
 
+void mheap_free_span_moved(mspan *s) {
+    uintptr_t base = s->base;
+    size_t npages = s->npages;
+    gm_lock(&gm_heap_lock);
+    mheap_free_span_locked(s);
+    pagealloc_set_released(base, npages);
+    gm_unlock(&gm_heap_lock);
+    scavenger_kick();
+}
+
 bool mheap_resize_large(mspan *s, size_t npages) {
     bool ok = true;
     guard_set g = {.n = 0, .last = false};

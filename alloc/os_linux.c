@@ -62,7 +62,8 @@ static void fault_read_env(void) {
         unsigned kinds = fault_prefix(&s, "mmap") ? OS_FAULT_MMAP
                          : fault_prefix(&s, "reserve") ? OS_FAULT_RESERVE
                          : fault_prefix(&s, "meta") ? OS_FAULT_META
-                         : fault_prefix(&s, "madvise") ? OS_FAULT_MADVISE : 0;
+                         : fault_prefix(&s, "madvise") ? OS_FAULT_MADVISE
+                         : fault_prefix(&s, "remap") ? OS_FAULT_REMAP : 0;
         uint64_t nth = fault_number(&s), count = 1;
         if (*s == ':') {
             s++;
@@ -125,6 +126,21 @@ void os_unmap(void *p, size_t size) {
     int saved = errno;
     munmap(p, size);
     errno = saved;
+}
+
+#ifndef MREMAP_DONTUNMAP
+#define MREMAP_DONTUNMAP 4 /* Linux 5.7 */
+#endif
+
+/* MREMAP_DONTUNMAP keeps src mapped (private anonymous memory then reads back as zero),
+ * so the arena stays whole and no mmap can fail afterwards. What was mapped at dst is
+ * replaced, its pages freed. */
+bool os_move_pages(void *dst, void *src, size_t size) {
+    if (FAULT(OS_FAULT_REMAP)) return false;
+    int saved = errno;
+    void *r = mremap(src, size, size, MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP, dst);
+    errno = saved;
+    return r == dst;
 }
 
 bool os_release(void *p, size_t size, bool dontneed) {

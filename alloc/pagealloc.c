@@ -384,6 +384,15 @@ void pagealloc_take_guards(uintptr_t base, size_t npages, guard_set *g) {
     }
 }
 
+void pagealloc_set_released(uintptr_t base, size_t npages) {
+    palloc_chunk *c;
+    unsigned pg, k;
+    for (piece_iter it = {base, npages}; next_piece(&it, &c, &pg, &k);) {
+        pa.released_pages += k - count_bits(c->scav, pg, k);
+        set_bits(c->scav, pg, k, true);
+    }
+}
+
 #define GUARD_FIT_TRIES 64      /* guard markers looked at per search, at most */
 #define GUARD_FIT_MAX_PAGES 64  /* spans up to 512 KiB: above, one install is small change */
 

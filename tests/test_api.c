@@ -305,6 +305,42 @@ static void test_realloc_in_place(void **state) {
     }
 }
 
+/* A block of 1 MiB or more that cannot grow in place moves its pages to the new span
+ * (mremap) instead of copying them: the contents arrive, and resident memory does not
+ * grow by a second copy. Free memory is released first, so a copy would have to fault in
+ * fresh pages. Secure mode's guarded blocks are copied; only their contents are checked. */
+static void test_realloc_moves_pages(void **state) {
+    (void)state;
+    const size_t n = 4 * GM_MIB;
+    char *p = NULL, *held[16];
+    int nheld = 0;
+    while (p == NULL && nheld < 16) { /* a block with a live span right after it */
+        char *a = malloc(V(n)), *b = malloc(V(n));
+        assert_non_null(a);
+        assert_non_null(b);
+        mspan *s = span_of((uintptr_t)a);
+        if ((uintptr_t)b == s->base + ((uintptr_t)s->npages << GM_PAGE_SHIFT)) p = a;
+        else held[nheld++] = a;
+        held[nheld++] = b;
+    }
+    if (p == NULL) fail_msg("no two 4 MiB blocks came out back to back");
+    bool guarded = span_of((uintptr_t)p)->guard != 0;
+    pat_fill(p, n, 77);
+    gm_free_os_memory();
+    size_t r0 = rss_bytes();
+    char *q = realloc(p, V(2 * n));
+    size_t r1 = rss_bytes();
+    assert_non_null(q);
+    if (q == p) fail_msg("a block with a live span after it grew in place");
+    assert_pattern(q, n, 77);
+    if (!guarded && r1 > r0 + n / 2)
+        fail_msg("realloc of a 4 MiB block added %zu KiB of RSS: copied, not moved", (r1 - r0) >> 10);
+    pat_fill(q, 2 * n, 78); /* every page of the new block is writable */
+    assert_pattern(q, 2 * n, 78);
+    free(q);
+    for (int i = 0; i < nheld; i++) free(held[i]);
+}
+
 static void test_reallocarray(void **state) {
     (void)state;
     void *p = malloc(V(64));
@@ -515,6 +551,7 @@ int main(void) {
         cmocka_unit_test(test_realloc_failure_keeps_block),
         cmocka_unit_test(test_realloc_contents),
         cmocka_unit_test(test_realloc_in_place),
+        cmocka_unit_test(test_realloc_moves_pages),
         cmocka_unit_test(test_reallocarray),
         cmocka_unit_test(test_usable_size),
         cmocka_unit_test(test_default_alignment),

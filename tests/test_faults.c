@@ -208,6 +208,29 @@ static void test_madvise_fails(void **state) {
     assert_true(heap_released() > r0);
 }
 
+/* A big realloc that cannot grow in place moves the block's pages (mremap); when the
+ * kernel refuses, it copies instead, and the block arrives whole either way. */
+static void test_remap_fails(void **state) {
+    (void)state;
+    for (int armed = 0; armed < 2; armed++) {
+        char *p = malloc(4 * GM_MIB), *after = malloc(4 * GM_MIB);
+        assert_non_null(p);
+        assert_non_null(after);
+        pat_fill(p, 4 * GM_MIB, 40 + (uint32_t)armed);
+        if (armed) os_fault_set(OS_FAULT_REMAP, 1, FOREVER);
+        char *q = realloc(p, 12 * GM_MIB);
+        assert_non_null(q);
+        assert_pattern(q, 4 * GM_MIB, 40 + (uint32_t)armed);
+        pat_fill(q, 12 * GM_MIB, 50);
+        assert_pattern(q, 12 * GM_MIB, 50);
+        /* armed: the move was tried (and failed) unless the block grew in place */
+        if (armed && q != p) assert_true(os_fault_fired() >= 1);
+        os_fault_set(0, 0, 0);
+        free(q);
+        free(after);
+    }
+}
+
 /* Thread caches are metadata too: threads whose cache cannot be built use the shared
  * fallback cache; every malloc succeeds or says ENOMEM, and threads work afterwards. */
 #define NTHREADS 48
@@ -298,6 +321,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test_teardown(test_span_struct_meta_fails, disarm),
         cmocka_unit_test_teardown(test_arena_meta_fails, disarm),
         cmocka_unit_test_teardown(test_madvise_fails, disarm),
+        cmocka_unit_test_teardown(test_remap_fails, disarm),
         cmocka_unit_test_teardown(test_thread_cache_meta_fails, disarm),
         cmocka_unit_test(test_env_variable),
     };
