@@ -192,6 +192,7 @@ typedef struct mspan {
      * racily (relaxed) by the fast path. */
     uint8_t freeclass;
     uint16_t nsampled;         /* live sampled objects in the span; under the profile lock */
+    uintptr_t sampled_one;     /* that object while nsampled == 1 and it is known, else 0 */
     uint64_t alloc_cache;      /* inverted alloc_bits window starting at freeindex */
     void *deferred;            /* frees that arrived while incache (under mcentral lock) */
     uint64_t alloc_bits[GM_MAX_NELEMS / 64];

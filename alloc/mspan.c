@@ -10,6 +10,7 @@ void mspan_init_small(mspan *s, unsigned sizeclass) {
     s->sizeclass = (uint8_t)sizeclass;
     __atomic_store_n(&s->freeclass, (uint8_t)sizeclass, __ATOMIC_RELAXED);
     __atomic_store_n(&s->nsampled, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&s->sampled_one, 0, __ATOMIC_RELAXED);
     s->elemsize = gm_class_to_size[sizeclass];
     s->divmagic = gm_class_to_divmagic[sizeclass];
     s->nelems = gm_class_to_nelems[sizeclass];
@@ -28,6 +29,7 @@ void mspan_init_large(mspan *s, size_t npages) {
     s->sizeclass = 0;
     __atomic_store_n(&s->freeclass, 0, __ATOMIC_RELAXED);
     __atomic_store_n(&s->nsampled, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&s->sampled_one, 0, __ATOMIC_RELAXED);
     s->elemsize = 0; /* npages * 8 KiB may exceed 32 bits; use npages */
     s->divmagic = 0; /* makes mspan_is_slot false: large frees take the slow path */
     s->nelems = 1;
