@@ -193,18 +193,19 @@ static void *alloc_large(size_t size, size_t align_pages, bool zero) {
  * asked for again soon, and parked, its pages would stop the neighbour growing in place
  * (bench/realloc: more moves, +5-8% time, more faults). A parked span keeps its guard
  * page; so does one that goes to the heap, where guard regions are used (mheap_drop_guard). */
-static void free_large(mspan *s, bool may_cache) {
+static void free_large(mspan *s, bool may_cache, bool pages_moved) {
     if (gm_unlikely(__atomic_load_n(&s->nsampled, __ATOMIC_RELAXED) != 0)) profile_free(s, (void *)s->base);
     if (may_cache && s->npages >= GM_LARGE_CACHE_MIN_PAGES && s->npages <= GM_LARGE_CACHE_MAX_PAGES) {
         mcache *c = large_cache();
         if (c != NULL && mcache_free_large(c, s)) return;
     }
-    mheap_free_span(s);
+    if (pages_moved) mheap_free_span_moved(s);
+    else mheap_free_span(s);
 }
 
 /* Out of line, so gm_realloc's in-place path keeps its code (inlined, free_large cost the
  * realloc_inplace micro benchmark ~0.5 ns). */
-static GM_NOINLINE void free_large_moved(mspan *s) { free_large(s, false); }
+static GM_NOINLINE void free_large_moved(mspan *s) { free_large(s, false, false); }
 
 /* Usable bytes of a live large object: its pages, less a guard page. */
 static size_t large_usable(const mspan *s) { return (size_t)(s->npages - s->guard) << GM_PAGE_SHIFT; }
@@ -246,8 +247,7 @@ static GM_NOINLINE void *realloc_move_large(mspan *s, void *ptr, size_t size, si
     }
     if (atomic_fetch_add_explicit(&remap_count, 1, memory_order_relaxed) < REMAP_BUDGET &&
         os_move_pages(q, ptr, old)) {
-        if (gm_unlikely(__atomic_load_n(&s->nsampled, __ATOMIC_RELAXED) != 0)) profile_free(s, ptr);
-        mheap_free_span_moved(s);
+        free_large(s, false, true);
     } else {
         memcpy(q, ptr, old);
         free_large_moved(s);
@@ -308,7 +308,7 @@ static void free_small(mspan *s, void *ptr) {
 GM_NOINLINE void gm_free_slow(void *ptr) {
     mspan *s = check_live(ptr, "free()", FREE_INVALID, FREE_DOUBLE);
     if (s == NULL) return;
-    if (s->sizeclass == 0) free_large(s, true);
+    if (s->sizeclass == 0) free_large(s, true, false);
     else free_small(s, ptr);
 }
 

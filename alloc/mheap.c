@@ -208,23 +208,22 @@ void mheap_drop_guard(mspan *s) {
     }
 }
 
-void mheap_free_span(mspan *s) {
+/* pages_gone: the span's memory was moved away (os_move_pages), so its pages go back as
+ * released. */
+static void free_span(mspan *s, bool pages_gone) {
+    uintptr_t base = s->base;
+    size_t npages = s->npages;
     mheap_drop_guard(s);
     gm_lock(&gm_heap_lock);
     mheap_free_span_locked(s);
+    if (pages_gone) pagealloc_set_released(base, npages);
     gm_unlock(&gm_heap_lock);
     scavenger_kick();
 }
 
-void mheap_free_span_moved(mspan *s) {
-    uintptr_t base = s->base;
-    size_t npages = s->npages;
-    gm_lock(&gm_heap_lock);
-    mheap_free_span_locked(s);
-    pagealloc_set_released(base, npages);
-    gm_unlock(&gm_heap_lock);
-    scavenger_kick();
-}
+void mheap_free_span(mspan *s) { free_span(s, false); }
+
+void mheap_free_span_moved(mspan *s) { free_span(s, true); }
 
 bool mheap_resize_large(mspan *s, size_t npages) {
     bool ok = true;

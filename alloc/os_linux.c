@@ -136,9 +136,11 @@ void os_unmap(void *p, size_t size) {
  * so the arena stays whole and no mmap can fail afterwards. What was mapped at dst is
  * replaced, its pages freed. */
 bool os_move_pages(void *dst, void *src, size_t size) {
-    if (FAULT(OS_FAULT_REMAP)) return false;
+    static atomic_bool unsupported; /* EINVAL: a kernel before 5.7; stop asking */
+    if (FAULT(OS_FAULT_REMAP) || atomic_load_explicit(&unsupported, memory_order_relaxed)) return false;
     int saved = errno;
     void *r = mremap(src, size, size, MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP, dst);
+    if (r == MAP_FAILED && errno == EINVAL) atomic_store_explicit(&unsupported, true, memory_order_relaxed);
     errno = saved;
     return r == dst;
 }
