@@ -2,6 +2,8 @@
  * OS: Go's pallocBits + scavenged bitmaps in chunks of 512 pages (4 MiB), each with a
  * (start, max, end) free-run summary. Allocation is address-ordered first fit, as in Go,
  * so low addresses are reused first and the scavenger can work from the top.
+ * Free pages that still carry a guard marker (secure mode) count as taken in the summaries,
+ * so spans are carved around them; see "guard pages left in the heap" below.
  * Everything here runs under the heap lock; nothing here maps memory except metadata.
  * Simplification against Go: summaries are one level (per chunk) scanned linearly from a
  * search hint, instead of Go's 5-level radix tree; docs/design.md says when that matters. */
@@ -14,8 +16,8 @@ struct palloc_chunk {
     uint64_t alloc[CHUNK_WORDS]; /* 1 = page in use */
     uint64_t scav[CHUNK_WORDS];  /* 1 = page released to the OS (reads back as zero) */
     uint64_t guard[CHUNK_WORDS]; /* 1 = free page that still has a guard marker (secure) */
-    uint16_t start, max, end;    /* free-run lengths: at the start, longest, at the end */
-    uint16_t nfree;              /* free pages; kept by summary_after_alloc/_free */
+    uint16_t start, max, end;    /* runs of free unmarked pages: at the start, longest, at the end */
+    uint16_t nfree;              /* free pages, marked or not; kept by summary_after_alloc/_free */
     uint16_t nguard;             /* bits set in guard */
 };
 
@@ -98,16 +100,22 @@ static unsigned longest_ones_over(uint64_t x, unsigned floor) {
     return have - 1;
 }
 
-/* Recomputes c's free-run summary (start, max, end) from its alloc bits, one word at a
- * time: a run crossing words is carried in `cur`, and a word's inner runs are measured
- * only when they could beat the longest so far. nfree is kept by summary_after_alloc and
- * summary_after_free, which know how many pages flip. (It used to walk run by run with popcounts: 8% of
+/* Word w of what the summaries see as taken: in use, or free with a guard marker (unless
+ * over_marks). nguard is 0 outside secure mode, so the marker words are not even loaded. */
+static inline uint64_t taken_word(const palloc_chunk *c, unsigned w, bool over_marks) {
+    return c->nguard != 0 && !over_marks ? c->alloc[w] | c->guard[w] : c->alloc[w];
+}
+
+/* c's free-run summary (start, max, end) over taken_word, one word at a time: a run
+ * crossing words is carried in `cur`, and a word's inner runs are measured only when they
+ * could beat the longest so far. (It used to walk run by run with popcounts: 8% of
  * bench/churn's instructions, in a libgcc popcount call for want of -mpopcnt.) */
-static void summarize(palloc_chunk *c) {
+static void summary_of(const palloc_chunk *c, bool over_marks, unsigned *pstart, unsigned *pmax,
+                       unsigned *pend) {
     unsigned start = GM_CHUNK_PAGES, max = 0, cur = 0;
     bool used = false;
     for (unsigned w = 0; w < CHUNK_WORDS; w++) {
-        uint64_t a = c->alloc[w];
+        uint64_t a = taken_word(c, w, over_marks);
         if (a == 0) {
             cur += 64;
             continue;
@@ -123,9 +131,19 @@ static void summarize(palloc_chunk *c) {
         cur = (unsigned)__builtin_clzll(a); /* free pages above the last used */
     }
     if (cur > max) max = cur;
+    *pstart = start;
+    *pmax = max;
+    *pend = cur;
+}
+
+/* Recomputes c's stored summary. nfree is kept by summary_after_alloc and
+ * summary_after_free, which know how many pages flip. */
+static void summarize(palloc_chunk *c) {
+    unsigned start, max, end;
+    summary_of(c, false, &start, &max, &end);
     c->start = (uint16_t)start;
-    c->end = (uint16_t)cur;
     c->max = (uint16_t)max;
+    c->end = (uint16_t)end;
 }
 
 /* ---- chunk addressing ---- */
@@ -223,6 +241,10 @@ static unsigned set_below(const uint64_t *bits, unsigned i) {
  * at the chunk's ends can change otherwise. pre: the bits are already set. */
 static void summary_after_alloc(palloc_chunk *c, unsigned pg, unsigned k) {
     c->nfree = (uint16_t)(c->nfree - k);
+    if (c->nguard != 0) { /* markers split the runs: rescan (secure mode only) */
+        summarize(c);
+        return;
+    }
     unsigned lo = set_below(c->alloc, pg), hi = next_bit(c->alloc, pg + k, true);
     if (hi - lo >= c->max) {
         summarize(c);
@@ -237,19 +259,24 @@ static void summary_after_alloc(palloc_chunk *c, unsigned pg, unsigned k) {
  * chunk. pre: the bits are already clear. */
 static void summary_after_free(palloc_chunk *c, unsigned pg, unsigned k) {
     c->nfree = (uint16_t)(c->nfree + k);
+    if (c->nguard != 0) {
+        summarize(c);
+        return;
+    }
     unsigned lo = set_below(c->alloc, pg), hi = next_bit(c->alloc, pg + k, true);
     if (hi - lo > c->max) c->max = (uint16_t)(hi - lo);
     if (lo == 0) c->start = (uint16_t)hi;
     if (hi == GM_CHUNK_PAGES) c->end = (uint16_t)(GM_CHUNK_PAGES - lo);
 }
 
-/* First free run of npages in chunk c (address order), or GM_CHUNK_PAGES. Word by word: a
- * run reaching into a word from below is carried in `run`; runs inside a word are found
- * by run_starts, which only matters for npages <= 63. */
-static unsigned chunk_find(const palloc_chunk *c, size_t npages) {
+/* First free run of npages in chunk c (address order), or GM_CHUNK_PAGES; a run may hold
+ * guard markers only when over_marks. Word by word: a run reaching into a word from below
+ * is carried in `run`; runs inside a word are found by run_starts, which only matters for
+ * npages <= 63. */
+static unsigned chunk_find(const palloc_chunk *c, size_t npages, bool over_marks) {
     unsigned run = 0, run_start = 0;
     for (unsigned w = 0; w < CHUNK_WORDS; w++) {
-        uint64_t a = c->alloc[w];
+        uint64_t a = taken_word(c, w, over_marks);
         if (a == 0) {
             if (run == 0) run_start = w * 64;
             run += 64;
@@ -268,9 +295,14 @@ static unsigned chunk_find(const palloc_chunk *c, size_t npages) {
     return GM_CHUNK_PAGES;
 }
 
+/* Requests up to this many pages (512 KiB) are carved around guard markers while the heap
+ * has room: see "guard pages left in the heap". */
+#define MARK_AVOID_MAX_PAGES 64
+
 /* Address-ordered first fit over the chunk summaries; runs may cross chunk and arena
- * boundaries when the memory is contiguous. Returns the run's base or 0. */
-static uintptr_t find(size_t npages) {
+ * boundaries when the memory is contiguous. over_marks: runs may cover guard markers, and
+ * a chunk holding any has its summary recomputed without them. Returns the run's base or 0. */
+static uintptr_t find(size_t npages, bool over_marks) {
     size_t n = nchunks();
     while (pa.hint < n && chunk_at(pa.hint, NULL)->nfree == 0) pa.hint++;
     size_t run = 0;
@@ -280,15 +312,17 @@ static uintptr_t find(size_t npages) {
         palloc_chunk *c = chunk_at(ci, &base);
         if (base != prev_end) run = 0;
         prev_end = base + CHUNK_BYTES;
-        if (run > 0 && run + c->start >= npages) return run_start;
-        if (c->max >= npages) return base + ((uintptr_t)chunk_find(c, npages) << GM_PAGE_SHIFT);
-        if (c->nfree == GM_CHUNK_PAGES) {
+        unsigned start = c->start, max = c->max, end = c->end;
+        if (over_marks && c->nguard != 0) summary_of(c, true, &start, &max, &end);
+        if (run > 0 && run + start >= npages) return run_start;
+        if (max >= npages) return base + ((uintptr_t)chunk_find(c, npages, over_marks) << GM_PAGE_SHIFT);
+        if (max == GM_CHUNK_PAGES) {
             if (run == 0) run_start = base;
             run += GM_CHUNK_PAGES;
             if (run >= npages) return run_start;
         } else {
-            run = c->end;
-            run_start = base + ((uintptr_t)(GM_CHUNK_PAGES - c->end) << GM_PAGE_SHIFT);
+            run = end;
+            run_start = base + ((uintptr_t)(GM_CHUNK_PAGES - end) << GM_PAGE_SHIFT);
         }
     }
     return 0;
@@ -312,7 +346,12 @@ static size_t alloc_range(uintptr_t base, size_t npages) {
 
 uintptr_t pagealloc_alloc(size_t npages, size_t align_pages, size_t *scav_pages) {
     if (align_pages < 1) align_pages = 1;
-    uintptr_t base = find(npages + align_pages - 1);
+    /* Small requests go around guard markers if they can; any request goes over them (the
+     * caller lifts them) before the heap grows. */
+    size_t want = npages + align_pages - 1;
+    uintptr_t base = 0;
+    if (want <= MARK_AVOID_MAX_PAGES || pa.guard_pages == 0) base = find(want, false);
+    if (base == 0 && pa.guard_pages != 0) base = find(want, true);
     if (base == 0) return 0;
     uintptr_t align = (uintptr_t)align_pages << GM_PAGE_SHIFT;
     base = (base + align - 1) & ~(align - 1);
@@ -349,8 +388,13 @@ void pagealloc_free(uintptr_t base, size_t npages) {
 /* ---- guard pages left in the heap (secure mode, guard regions) ----
  * A freed guarded span keeps its guard marker: lifting it is a syscall, and setting one
  * on a page that was touched zaps it, a TLB shootdown on every CPU the program runs on
- * (bench/mstress secure: a quarter of all cycles). The next span over such a page lifts
- * it, unless the page is exactly where that span wants its own guard. */
+ * (bench/mstress secure: a quarter of all cycles). A marked page costs no memory, only
+ * address space, so the summaries count it as taken and spans are carved around it; a
+ * guarded span that fits just below one ends there and needs no new marker
+ * (pagealloc_alloc_on_guard). Only a request that fits nowhere else is placed over
+ * markers, which its caller lifts, before the heap grows. Lifting whatever span landed
+ * on a marker instead cost one lift per reuse plus a page fault on the zapped page:
+ * half of mstress's madvise calls, and a quarter more page faults. */
 
 /* pre: the page is free and carries a guard marker. */
 void pagealloc_set_guard(uintptr_t page) {
@@ -359,11 +403,13 @@ void pagealloc_set_guard(uintptr_t page) {
     set_bits(c->guard, pg, 1, true);
     c->nguard++;
     pa.guard_pages++;
+    summarize(c);
 }
 
 /* Forgets the guard markers on [base, base+npages), pages just allocated, and says where
  * they were: g->last for the last page; the others in g->page[] (g->n of them, counted
- * past the array's end too). The caller lifts or keeps them. */
+ * past the array's end too). The caller lifts or keeps them. The summaries stay as they
+ * are: the pages were counted as taken already, and now they are in use. */
 void pagealloc_take_guards(uintptr_t base, size_t npages, guard_set *g) {
     g->n = 0;
     g->last = false;
@@ -393,8 +439,7 @@ void pagealloc_set_released(uintptr_t base, size_t npages) {
     }
 }
 
-#define GUARD_FIT_TRIES 64      /* guard markers looked at per search, at most */
-#define GUARD_FIT_MAX_PAGES 64  /* spans up to 512 KiB: above, one install is small change */
+#define GUARD_FIT_TRIES 512 /* guard markers looked at per search, at most */
 
 /* A run of npages that ends on a free page carrying a guard marker: a guarded span placed
  * there needs no new guard. Best fit among the first GUARD_FIT_TRIES markers from the
@@ -405,18 +450,20 @@ void pagealloc_set_released(uintptr_t base, size_t npages) {
  * shootdown is most of its cost (bench/mstress). Marks it in use like pagealloc_alloc;
  * 0 if none. */
 uintptr_t pagealloc_alloc_on_guard(size_t npages, size_t *scav_pages) {
-    if (pa.guard_pages == 0 || npages > GUARD_FIT_MAX_PAGES) return 0;
+    if (pa.guard_pages == 0 || npages > MARK_AVOID_MAX_PAGES) return 0;
     unsigned tries = 0;
     size_t best_run = 2 * npages + 2;
     uintptr_t best = 0;
     for (size_t ci = pa.hint, n = nchunks(); ci < n && tries < GUARD_FIT_TRIES; ci++) {
         uintptr_t base;
         palloc_chunk *c = chunk_at(ci, &base);
-        if (c->nguard == 0 || c->max < npages) continue;
+        if (c->nguard == 0 || c->max + 1u < npages) continue; /* max leaves markers out */
+        uint64_t taken[CHUNK_WORDS];
+        for (unsigned w = 0; w < CHUNK_WORDS; w++) taken[w] = taken_word(c, w, false);
         for (unsigned g = next_bit(c->guard, 0, true); g < GM_CHUNK_PAGES && tries < GUARD_FIT_TRIES;
              g = next_bit(c->guard, g + 1, true), tries++) {
             if (c->alloc[g / 64] >> (g % 64) & 1) continue; /* claimed by the scavenger */
-            size_t run = g + 1 - set_below(c->alloc, g);
+            size_t run = g + 1 - set_below(taken, g); /* free unmarked pages, then the marker */
             if (run < npages || run >= best_run) continue;
             best_run = run;
             best = base + ((uintptr_t)(g + 1 - npages) << GM_PAGE_SHIFT);
@@ -495,12 +542,13 @@ long pagealloc_verify(void) {
         unsigned nfree = 0, start = 0, end = 0, max = 0, run = 0;
         bool used = false;
         for (unsigned pg = 0; pg < GM_CHUNK_PAGES; pg++) {
-            if (c->alloc[pg / 64] >> (pg % 64) & 1) {
+            bool in_use = c->alloc[pg / 64] >> (pg % 64) & 1, marked = c->guard[pg / 64] >> (pg % 64) & 1;
+            if (!in_use) nfree++;
+            if (in_use || marked) { /* markers are taken, as far as the runs go */
                 used = true;
                 run = 0;
                 end = 0;
             } else {
-                nfree++;
                 run++;
                 end++;
                 if (!used) start++;

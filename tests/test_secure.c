@@ -189,27 +189,34 @@ static void test_cached_double_free(void **state) {
 }
 
 /* A guard page outlives its span in the heap (where guards are guard regions, which cost
- * nothing on free memory), so the next span over it must lift it, or keep it as its own
- * guard when it ends there. In a child: K guarded objects are freed to the heap; then
- * smaller large objects (each lands on an old guard: the run before it fits) and 3000 B
- * objects over the rest are written in full, and every old guard page now inside some
- * span is read. A guard left in place faults. Then one write past a large object placed on
- * an old guard must fault too. */
+ * nothing on free memory). Spans are carved around such a page while the heap has other
+ * room; a guarded span that fits just below it ends there and keeps it as its own guard;
+ * and when nothing else is left, spans go over it and lift it. In a child: K guarded
+ * objects are freed to the heap; smaller large objects are allocated (some land on an
+ * old guard: the run before it fits); then 8 KiB objects (one page each) are written in
+ * full, first a few, none of which may cover an old guard, then until every old guard
+ * page is inside some span, which is read: a guard left in place faults. Then one write
+ * past a large object placed on an old guard must fault too. */
 enum { REUSE_K = 48 };
+static bool inside_new_span(uintptr_t page) {
+    mspan *s = span_of(page);
+    if (s == NULL || s->state != MSPAN_INUSE) return false;
+    /* the guard of a new large object is not inside it */
+    return !(s->sizeclass == 0 && s->guard && page == s->base + ((uintptr_t)(s->npages - 1) << GM_PAGE_SHIFT));
+}
+
 static void reuse_guarded_pages(void) {
-    static char *old[REUSE_K], *big[REUSE_K], *small[20000];
+    static char *old[REUSE_K], *big[REUSE_K];
     static uintptr_t guard[REUSE_K];
-    size_t freed = 0;
     for (int k = 0; k < REUSE_K; k++) {
         size_t pages = 6 + (size_t)(k * 7) % 33;
         old[k] = malloc(pages * GM_PAGE_SIZE);
         if (old[k] == NULL) _exit(5);
         guard[k] = (uintptr_t)old[k] + pages * GM_PAGE_SIZE;
-        freed += pages * GM_PAGE_SIZE;
     }
     for (int k = 0; k < REUSE_K; k++) free(old[k]);
     gm_free_os_memory(); /* parked spans go to the heap too */
-    int kept = 0, lifted = 0;
+    int kept = 0, lifted = 0, early = 0;
     char *on_guard = NULL;
     for (int k = 0; k < REUSE_K / 2; k++) {
         size_t pages = 4 + (size_t)(k * 7) % 33;
@@ -222,22 +229,30 @@ static void reuse_guarded_pages(void) {
                 on_guard = big[k];
             }
     }
-    size_t nsmall = freed / 3000 + 1 < 20000 ? freed / 3000 + 1 : 20000;
-    for (size_t i = 0; i < nsmall; i++) {
-        small[i] = malloc(3000);
-        if (small[i] == NULL) _exit(5);
-        memset(small[i], 0x55, 3000);
+    gm_memstats m;
+    gm_read_memstats(&m);
+    const uint64_t sys0 = m.heap_sys;
+    size_t covered = 0;
+    for (size_t i = 0; covered < REUSE_K && i < (sys0 + 2 * GM_ARENA_SIZE) / GM_PAGE_SIZE; i++) {
+        char *p = malloc(GM_PAGE_SIZE);
+        if (p == NULL) _exit(5);
+        memset(p, 0x55, GM_PAGE_SIZE);
+        covered = 0;
+        for (int j = 0; j < REUSE_K; j++) { /* in a span: inside it or as its guard */
+            mspan *s = span_of(guard[j]);
+            covered += s == NULL || s->state == MSPAN_INUSE;
+        }
+        if (i == 256) early = (int)covered;
     }
     for (int j = 0; j < REUSE_K; j++) {
-        mspan *s = span_of(guard[j]);
-        if (s == NULL || s->state != MSPAN_INUSE) continue;
-        if (s->sizeclass == 0 && guard[j] == s->base + ((uintptr_t)(s->npages - 1) << GM_PAGE_SHIFT) && s->guard)
-            continue; /* the guard of a new large object */
+        if (!inside_new_span(guard[j])) continue;
         const volatile char *pg = (const volatile char *)guard[j];
         for (size_t i = 0; i < GM_PAGE_SIZE; i += 64) (void)pg[i];
         lifted++;
     }
-    fprintf(stderr, "reached kept=%d lifted=%d\n", kept, lifted);
+    gm_read_memstats(&m);
+    fprintf(stderr, "reached kept=%d lifted=%d early=%d covered=%zu grew=%d\n", kept, lifted, early, covered,
+            m.heap_sys > sys0);
     fflush(stderr);
     if (on_guard == NULL) _exit(0);
     victim = on_guard;
@@ -246,15 +261,23 @@ static void reuse_guarded_pages(void) {
 
 static void test_guard_pages_reused(void **state) {
     (void)state;
-    char err[256];
+    char err[512];
     int sig = gm_run_child(reuse_guarded_pages, err, sizeof err);
-    int kept = -1, lifted = -1;
+    int kept = -1, lifted = -1, early = -1, grew = -1;
+    size_t covered = 0;
     const char *r = strstr(err, "reached ");
-    if (r == NULL || sscanf(r, "reached kept=%d lifted=%d", &kept, &lifted) != 2)
+    if (r == NULL ||
+        sscanf(r, "reached kept=%d lifted=%d early=%d covered=%zu grew=%d", &kept, &lifted, &early, &covered, &grew) != 5)
         fail_msg("a reused page faulted or the child failed (signal %d); stderr: %s", sig, err);
     if (lifted == 0) fail_msg("no old guard page was reused by a span: the case is not exercised");
+    if (covered != REUSE_K) fail_msg("only %zu of %d old guard pages were reached", covered, REUSE_K);
     /* Guards stay in the heap only as guard regions; mprotect guards die with their span. */
-    if (os_guards_persist() && kept == 0) fail_msg("no large object was placed on an old guard page");
+    if (os_guards_persist()) {
+        if (kept == 0) fail_msg("no large object was placed on an old guard page");
+        if (early != kept)
+            fail_msg("the first 256 one-page spans covered %d old guard pages while the heap had room", early - kept);
+        if (grew) fail_msg("the heap grew before the old guard pages were used");
+    }
     if (kept > 0 && sig != SIGSEGV)
         fail_msg("a write past a large object placed on an old guard must fault (signal %d)", sig);
 }
