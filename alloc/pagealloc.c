@@ -100,13 +100,16 @@ static unsigned longest_ones_over(uint64_t x, unsigned floor) {
     return have - 1;
 }
 
-/* Word w of what the summaries see as taken: in use, or free with a guard marker (unless
- * over_marks). nguard is 0 outside secure mode, so the marker words are not even loaded. */
-static inline uint64_t taken_word(const palloc_chunk *c, unsigned w, bool over_marks) {
-    return c->nguard != 0 && !over_marks ? c->alloc[w] | c->guard[w] : c->alloc[w];
+/* What the summaries see as taken: pages in use, or free with a guard marker (unless
+ * over_marks). Outside secure mode nguard is 0 and this is the alloc map itself; else the
+ * union is built in *tmp, once per scan rather than a test per word. */
+static inline const uint64_t *taken_bits(const palloc_chunk *c, bool over_marks, uint64_t tmp[CHUNK_WORDS]) {
+    if (c->nguard == 0 || over_marks) return c->alloc;
+    for (unsigned w = 0; w < CHUNK_WORDS; w++) tmp[w] = c->alloc[w] | c->guard[w];
+    return tmp;
 }
 
-/* c's free-run summary (start, max, end) over taken_word, one word at a time: a run
+/* c's free-run summary (start, max, end) over taken_bits, one word at a time: a run
  * crossing words is carried in `cur`, and a word's inner runs are measured only when they
  * could beat the longest so far. (It used to walk run by run with popcounts: 8% of
  * bench/churn's instructions, in a libgcc popcount call for want of -mpopcnt.) */
@@ -114,8 +117,10 @@ static void summary_of(const palloc_chunk *c, bool over_marks, unsigned *pstart,
                        unsigned *pend) {
     unsigned start = GM_CHUNK_PAGES, max = 0, cur = 0;
     bool used = false;
+    uint64_t tmp[CHUNK_WORDS];
+    const uint64_t *taken = taken_bits(c, over_marks, tmp);
     for (unsigned w = 0; w < CHUNK_WORDS; w++) {
-        uint64_t a = taken_word(c, w, over_marks);
+        uint64_t a = taken[w];
         if (a == 0) {
             cur += 64;
             continue;
@@ -275,8 +280,10 @@ static void summary_after_free(palloc_chunk *c, unsigned pg, unsigned k) {
  * npages <= 63. */
 static unsigned chunk_find(const palloc_chunk *c, size_t npages, bool over_marks) {
     unsigned run = 0, run_start = 0;
+    uint64_t tmp[CHUNK_WORDS];
+    const uint64_t *taken = taken_bits(c, over_marks, tmp);
     for (unsigned w = 0; w < CHUNK_WORDS; w++) {
-        uint64_t a = taken_word(c, w, over_marks);
+        uint64_t a = taken[w];
         if (a == 0) {
             if (run == 0) run_start = w * 64;
             run += 64;
@@ -443,12 +450,13 @@ void pagealloc_set_released(uintptr_t base, size_t npages) {
 
 /* A run of npages that ends on a free page carrying a guard marker: a guarded span placed
  * there needs no new guard. Best fit among the first GUARD_FIT_TRIES markers from the
- * search hint, and only a run at most about twice npages, for spans up to
- * GUARD_FIT_MAX_PAGES: cutting the end off a long run pushes the next big request to
- * fresh memory (bench/large, secure: +40% page faults and +35% time with no bounds, +20%
- * with runs up to 33 pages longer), while for a span of a few pages the install's
- * shootdown is most of its cost (bench/mstress). Marks it in use like pagealloc_alloc;
- * 0 if none. */
+ * search hint (64 found too few at 8 threads: bench/mstress-8t secure, twice the
+ * installs), and only a run at most about twice npages, for spans up to
+ * MARK_AVOID_MAX_PAGES: requests above that go over markers, and cutting the end off a
+ * run they could use pushes them to fresh memory (bench/large, secure: +40% page faults
+ * and +35% time with no bounds, +20% with runs up to 33 pages longer), while for a span
+ * of a few pages the install's shootdown is most of its cost (bench/mstress). Marks it
+ * in use like pagealloc_alloc; 0 if none. */
 uintptr_t pagealloc_alloc_on_guard(size_t npages, size_t *scav_pages) {
     if (pa.guard_pages == 0 || npages > MARK_AVOID_MAX_PAGES) return 0;
     unsigned tries = 0;
@@ -458,8 +466,8 @@ uintptr_t pagealloc_alloc_on_guard(size_t npages, size_t *scav_pages) {
         uintptr_t base;
         palloc_chunk *c = chunk_at(ci, &base);
         if (c->nguard == 0 || c->max + 1u < npages) continue; /* max leaves markers out */
-        uint64_t taken[CHUNK_WORDS];
-        for (unsigned w = 0; w < CHUNK_WORDS; w++) taken[w] = taken_word(c, w, false);
+        uint64_t tmp[CHUNK_WORDS];
+        const uint64_t *taken = taken_bits(c, false, tmp);
         for (unsigned g = next_bit(c->guard, 0, true); g < GM_CHUNK_PAGES && tries < GUARD_FIT_TRIES;
              g = next_bit(c->guard, g + 1, true), tries++) {
             if (c->alloc[g / 64] >> (g % 64) & 1) continue; /* claimed by the scavenger */
