@@ -420,18 +420,10 @@ typedef struct mcache {
     mspan *alloc[GM_NUM_CLASSES];     /* span being carved, per class */
     uint32_t limit[GM_NUM_CLASSES];   /* most objects a class's list may hold now */
     uint8_t list_overflows[GM_NUM_CLASSES]; /* flushes since the class's last refill */
+    uint8_t list_ramp[GM_NUM_CLASSES];      /* refills so far while the batch still ramps up */
     struct mcache *all_next, *all_prev;
-    /* secure.c's own lists (secure_slow_lists()), where the fast paths never look, and
-     * the generator that shuffles fresh objects (any secure level). */
-    void *secure_head[GM_NUM_CLASSES];
-    uint32_t secure_len[GM_NUM_CLASSES];
-    uint64_t rng;
-    /* Large-span cache: freed large spans of GM_LARGE_CACHE_MIN..MAX_PAGES pages, by exact
-     * page count, for this thread's next large malloc of that size (no heap lock). A slot is
-     * filled only by the owner (plain release store into an empty slot) and emptied by an
-     * atomic exchange, by the owner or by a stealer (mcache_steal_large), so every span has
-     * exactly one owner and no lock is needed. Its bytes stay in heap_inuse. */
-    _Atomic(mspan *) large[GM_LARGE_CACHE_MAX_PAGES - GM_LARGE_CACHE_MIN_PAGES + 1][GM_LARGE_CACHE_WAYS];
+    uint64_t rng; /* shuffles fresh objects in secure mode (any level) */
+    /* The large-span cache's counters; its slots are in the cold part below. */
     uint64_t large_bytes;              /* owner: bytes it put minus bytes it took back */
     _Atomic uint64_t large_stolen;     /* bytes stealers took; the owner folds them in */
     uint64_t large_ops;                /* owner's puts + takes, read by the idle check */
@@ -440,7 +432,21 @@ typedef struct mcache {
     uint64_t large_want[2];            /* owner: page counts that missed lately (admission) */
     uint64_t large_alloc_bytes;        /* MemStats: bytes handed out from the cache */
     uint64_t large_free_bytes;         /* MemStats: bytes freed into the cache */
+    /* ---- cold part: from MCACHE_COLD on, touched only by threads that use it, so a thread
+     * that never parks a large span or runs secure.c's lists keeps these pages untouched
+     * (never faulted in). The pool hands out each cache page-aligned with its hot part in
+     * one page (mheap.c), and clears this part on reuse only where it is not zero. ---- */
+    /* Large-span cache: freed large spans of GM_LARGE_CACHE_MIN..MAX_PAGES pages, by exact
+     * page count, for this thread's next large malloc of that size (no heap lock). A slot is
+     * filled only by the owner (plain release store into an empty slot) and emptied by an
+     * atomic exchange, by the owner or by a stealer (mcache_steal_large), so every span has
+     * exactly one owner and no lock is needed. Its bytes stay in heap_inuse. */
+    _Atomic(mspan *) large[GM_LARGE_CACHE_MAX_PAGES - GM_LARGE_CACHE_MIN_PAGES + 1][GM_LARGE_CACHE_WAYS];
+    /* secure.c's own lists (secure_slow_lists()), where the fast paths never look. */
+    void *secure_head[GM_NUM_CLASSES];
+    uint32_t secure_len[GM_NUM_CLASSES];
 } mcache;
+#define MCACHE_COLD offsetof(mcache, large)
 
 /* The per-thread pointer: the allocator's only TLS (initial-exec). It never holds NULL, so
  * the fast paths need no test for it: it starts at &mcache_new_marker (the thread has not

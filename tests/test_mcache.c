@@ -231,6 +231,90 @@ static void test_handed_object_double_free(void **state) {
     for (int i = 0; i < HANDED; i++) free(handed[i]);
 }
 
+/* A thread's first refills of a class carve growing batches (mcache_list_underflow): 1 KiB
+ * of objects, then twice as many each time, up to the full batch of 32. Carving writes into
+ * every object it takes, so a thread that mallocs once in a class now owns one page of it,
+ * not three. Secure mode keeps whole batches, which its shuffle draws from. A batch also
+ * stops at the end of its span, so each may come out smaller than the ramp, never larger. */
+#define RAMP_OBJ 128
+#define RAMP_ROUNDS 5
+static void *ramper(void *arg) {
+    uint32_t *batch = arg;
+    static __thread void *held[RAMP_ROUNDS * 32];
+    unsigned cl = sizeclass_of(RAMP_OBJ), n = 0;
+    for (int r = 0; r < RAMP_ROUNDS; r++) {
+        /* The list is empty (a fresh thread, or drained below), so this malloc refills:
+         * the batch is what it returned plus what it left on the list. */
+        held[n++] = malloc(RAMP_OBJ);
+        uint32_t left = list_len_of(gm_tls_mcache, cl);
+        batch[r] = left + 1;
+        for (uint32_t i = 0; i < left; i++) held[n++] = malloc(RAMP_OBJ); /* drain, keep */
+        if (list_len_of(gm_tls_mcache, cl) != 0) batch[r] = 0; /* not drained: fails below */
+    }
+    for (unsigned i = 0; i < n; i++) free(held[i]);
+    return NULL;
+}
+
+static void test_first_batches_ramp(void **state) {
+    (void)state;
+    uint32_t batch[RAMP_ROUNDS];
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, ramper, batch), 0);
+    pthread_join(t, NULL);
+    static const uint32_t ramp[RAMP_ROUNDS] = {8, 16, 32, 32, 32}; /* 1, 2, 4 KiB, then full */
+    uint32_t most = 0;
+    for (int r = 0; r < RAMP_ROUNDS; r++) {
+        uint32_t bound = gm_opt.secure ? 32 : ramp[r];
+        if (batch[r] < 1 || batch[r] > bound) fail_msg("refill %d carved %u objects, want 1..%u", r, batch[r], bound);
+        if (batch[r] > most) most = batch[r];
+    }
+    assert_int_equal(most, 32); /* and the ramp reaches full batches */
+}
+
+/* The cache struct (mheap.c's pool, the hot/cold split in internal.h): page-aligned with
+ * its hot part in the first page, so a thread that never uses the cold part never faults
+ * it in; and a reused struct comes back all zero, cold part included, although the pool
+ * clears that part only where it finds a nonzero word. */
+typedef struct { mcache *first, *second; uintptr_t misaligned; unsigned dirty; } reuse_seen;
+
+static void *junk_cold(void *arg) {
+    reuse_seen *r = arg;
+    free(malloc(24)); /* the thread's own cache exists from here on */
+    r->first = gm_tls_mcache;
+    /* secure_len is unused outside secure.c's lists, so the exit path leaves it alone. */
+    if (!gm_opt.secure) r->first->secure_len[7] = 12345;
+    return NULL;
+}
+static void *check_fresh(void *arg) {
+    reuse_seen *r = arg;
+    free(malloc(24));
+    mcache *c = gm_tls_mcache;
+    r->second = c;
+    r->misaligned = (uintptr_t)c % 4096;
+    for (unsigned cl = 0; cl < GM_NUM_CLASSES; cl++) {
+        if (cl == sizeclass_of(24)) continue; /* secure=1 keeps the malloc above's batch there */
+        if (c->secure_head[cl] != NULL || c->secure_len[cl] != 0) r->dirty++;
+        if (cl >= GM_LARGE_CACHE_MIN_PAGES && cl <= GM_LARGE_CACHE_MAX_PAGES &&
+            atomic_load(&c->large[cl - GM_LARGE_CACHE_MIN_PAGES][0]) != NULL)
+            r->dirty++;
+    }
+    return NULL;
+}
+
+static void test_cache_struct_reused_clean(void **state) {
+    (void)state;
+    assert_true(MCACHE_COLD <= 4096);
+    reuse_seen r = {0};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, junk_cold, &r), 0);
+    pthread_join(t, NULL);
+    assert_int_equal(pthread_create(&t, NULL, check_fresh, &r), 0);
+    pthread_join(t, NULL);
+    assert_ptr_equal(r.second, r.first); /* the pool is LIFO: the second thread got the first one's struct */
+    assert_int_equal(r.misaligned, 0);
+    assert_int_equal(r.dirty, 0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_free_only_thread_keeps_little),
@@ -240,6 +324,8 @@ int main(void) {
         cmocka_unit_test(test_counter_is_the_countdown),
         cmocka_unit_test(test_handed_object_not_reused),
         cmocka_unit_test(test_handed_object_double_free),
+        cmocka_unit_test(test_first_batches_ramp),
+        cmocka_unit_test(test_cache_struct_reused_clean),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
