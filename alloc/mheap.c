@@ -41,6 +41,9 @@ static void *fixalloc_alloc(fixalloc *f) {
     void *p = f->free;
     if (p != NULL) {
         f->free = *(void **)p;
+        memset(p, 0, f->hot);
+        for (uint64_t *w = (uint64_t *)((char *)p + f->hot), *end = (uint64_t *)((char *)p + f->size); w < end; w++)
+            if (*w != 0) *w = 0;
     } else {
         if (f->left < f->size) {
             f->chunk = os_alloc_meta(GM_POOL_CHUNK);
@@ -48,15 +51,10 @@ static void *fixalloc_alloc(fixalloc *f) {
             f->left = GM_POOL_CHUNK;
             f->sys += GM_POOL_CHUNK;
         }
-        p = f->chunk;
+        p = f->chunk; /* never handed out: still zero */
         f->chunk += f->size;
         f->left -= f->size;
-        f->inuse += f->size;
-        return p;
     }
-    memset(p, 0, f->hot);
-    for (uint64_t *w = (uint64_t *)((char *)p + f->hot), *end = (uint64_t *)((char *)p + f->size); w < end; w++)
-        if (*w != 0) *w = 0;
     f->inuse += f->size;
     return p;
 }
