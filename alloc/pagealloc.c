@@ -19,6 +19,8 @@ struct palloc_chunk {
     uint16_t start, max, end;    /* runs of free unmarked pages: at the start, longest, at the end */
     uint16_t nfree;              /* free pages, marked or not; kept by summary_after_alloc/_free */
     uint16_t nguard;             /* bits set in guard */
+    bool fits_ok;                /* fits is current; cleared by every change to alloc or guard */
+    uint64_t fits[2];            /* bit L-1: a free marker ends a run of L pages (L <= 128) */
 };
 
 static struct {
@@ -145,6 +147,7 @@ static void summary_of(const palloc_chunk *c, bool over_marks, unsigned *pstart,
  * summary_after_free, which know how many pages flip. */
 static void summarize(palloc_chunk *c) {
     unsigned start, max, end;
+    c->fits_ok = false;
     summary_of(c, false, &start, &max, &end);
     c->start = (uint16_t)start;
     c->max = (uint16_t)max;
@@ -230,27 +233,41 @@ bool pagealloc_add_arena(heap_arena *ha) {
     return true;
 }
 
-/* One past the highest set bit below i, or 0 when there is none. */
-static unsigned set_below(const uint64_t *bits, unsigned i) {
+/* What the summaries count as taken in word w of c: pages in use, and free pages that
+ * carry a guard marker (secure mode only, so a default heap reads alloc alone). */
+static inline uint64_t taken_word(const palloc_chunk *c, unsigned w) {
+    return c->nguard != 0 ? c->alloc[w] | c->guard[w] : c->alloc[w];
+}
+
+/* One past the highest taken page below i, or 0 when there is none. */
+static unsigned taken_below(const palloc_chunk *c, unsigned i) {
     while (i > 0) {
         unsigned w = (i - 1) / 64, b = (i - 1) % 64;
-        uint64_t m = bits[w] & (b == 63 ? ~(uint64_t)0 : (((uint64_t)1 << (b + 1)) - 1));
+        uint64_t m = taken_word(c, w) & (b == 63 ? ~(uint64_t)0 : (((uint64_t)1 << (b + 1)) - 1));
         if (m) return w * 64 + 64 - (unsigned)__builtin_clzll(m);
         i = w * 64;
     }
     return 0;
 }
 
-/* The summary (and nfree) after pages [pg, pg+k) of c were taken, without a rescan unless the run
- * they came from may have been the longest: the free run was [lo, hi), and only the runs
- * at the chunk's ends can change otherwise. pre: the bits are already set. */
-static void summary_after_alloc(palloc_chunk *c, unsigned pg, unsigned k) {
-    c->nfree = (uint16_t)(c->nfree - k);
-    if (c->nguard != 0) { /* markers split the runs: rescan (secure mode only) */
-        summarize(c);
-        return;
+/* The first taken page at or above i, or GM_CHUNK_PAGES. */
+static unsigned taken_from(const palloc_chunk *c, unsigned i) {
+    while (i < GM_CHUNK_PAGES) {
+        uint64_t m = taken_word(c, i / 64) & (~(uint64_t)0 << (i % 64));
+        if (m) return (i & ~63u) + (unsigned)__builtin_ctzll(m);
+        i = (i & ~63u) + 64;
     }
-    unsigned lo = set_below(c->alloc, pg), hi = next_bit(c->alloc, pg + k, true);
+    return GM_CHUNK_PAGES;
+}
+
+/* The summary after pages [pg, pg+k) of c became taken (allocated, claimed or marked),
+ * without a rescan unless the run they came from may have been the longest: the free run
+ * was within [lo, hi), and only the runs at the chunk's ends can change otherwise. Pages
+ * in the range that were taken already (markers under a span placed over them) only make
+ * [lo, hi) longer than the runs it covers, so the test stays safe. pre: bits already set. */
+static void summary_taken(palloc_chunk *c, unsigned pg, unsigned k) {
+    c->fits_ok = false;
+    unsigned lo = taken_below(c, pg), hi = taken_from(c, pg + k);
     if (hi - lo >= c->max) {
         summarize(c);
         return;
@@ -259,16 +276,24 @@ static void summary_after_alloc(palloc_chunk *c, unsigned pg, unsigned k) {
     if (hi == GM_CHUNK_PAGES) c->end = (uint16_t)(GM_CHUNK_PAGES - pg - k);
 }
 
+/* The summary (and nfree) after pages [pg, pg+k) of c were taken. pre: bits already set. */
+static void summary_after_alloc(palloc_chunk *c, unsigned pg, unsigned k) {
+    c->nfree = (uint16_t)(c->nfree - k);
+    summary_taken(c, pg, k);
+}
+
 /* The summary (and nfree) after pages [pg, pg+k) of c were given back: they join their neighbours'
  * free runs into [lo, hi), which may be the new longest, or reach either end of the
- * chunk. pre: the bits are already clear. */
+ * chunk. A marker left inside the range (a run the scavenger claimed and gives back)
+ * splits it: rescan. pre: the bits are already clear. */
 static void summary_after_free(palloc_chunk *c, unsigned pg, unsigned k) {
     c->nfree = (uint16_t)(c->nfree + k);
-    if (c->nguard != 0) {
+    c->fits_ok = false;
+    if (c->nguard != 0 && count_bits(c->guard, pg, k) != 0) {
         summarize(c);
         return;
     }
-    unsigned lo = set_below(c->alloc, pg), hi = next_bit(c->alloc, pg + k, true);
+    unsigned lo = taken_below(c, pg), hi = taken_from(c, pg + k);
     if (hi - lo > c->max) c->max = (uint16_t)(hi - lo);
     if (lo == 0) c->start = (uint16_t)hi;
     if (hi == GM_CHUNK_PAGES) c->end = (uint16_t)(GM_CHUNK_PAGES - lo);
@@ -410,7 +435,7 @@ void pagealloc_set_guard(uintptr_t page) {
     set_bits(c->guard, pg, 1, true);
     c->nguard++;
     pa.guard_pages++;
-    summarize(c);
+    summary_taken(c, pg, 1);
 }
 
 /* Forgets the guard markers on [base, base+npages), pages just allocated, and says where
@@ -446,42 +471,75 @@ void pagealloc_set_released(uintptr_t base, size_t npages) {
     }
 }
 
-#define GUARD_FIT_TRIES 512 /* guard markers looked at per search, at most */
+#define GUARD_FIT_TRIES 512 /* markers measured per search, at most */
+#define FIT_MAX 128          /* longest run a chunk's fits record (2 * MARK_AVOID_MAX_PAGES) */
+
+/* The length of the run (free unmarked pages, then the marker) that ends on marker g. */
+static unsigned run_to_marker(const palloc_chunk *c, unsigned g) { return g + 1 - taken_below(c, g); }
+
+/* Records in c->fits which run lengths end on a free marker (markers the scavenger has
+ * claimed do not count: their pages look allocated). One pass over the markers. */
+static void measure_fits(palloc_chunk *c) {
+    c->fits[0] = c->fits[1] = 0;
+    for (unsigned g = next_bit(c->guard, 0, true); g < GM_CHUNK_PAGES; g = next_bit(c->guard, g + 1, true)) {
+        if (c->alloc[g / 64] >> (g % 64) & 1) continue;
+        unsigned run = run_to_marker(c, g);
+        if (run <= FIT_MAX) c->fits[(run - 1) / 64] |= (uint64_t)1 << ((run - 1) % 64);
+    }
+    c->fits_ok = true;
+}
+
+/* The shortest recorded run of at least n pages in c, or 0. */
+static unsigned shortest_fit(const palloc_chunk *c, unsigned n) {
+    for (unsigned w = (n - 1) / 64; w < 2; w++) {
+        uint64_t m = c->fits[w];
+        if (w == (n - 1) / 64) m &= ~(uint64_t)0 << ((n - 1) % 64);
+        if (m) return w * 64 + (unsigned)__builtin_ctzll(m) + 1;
+    }
+    return 0;
+}
 
 /* A run of npages that ends on a free page carrying a guard marker: a guarded span placed
- * there needs no new guard. Best fit among the first GUARD_FIT_TRIES markers from the
- * search hint (64 found too few at 8 threads: bench/mstress-8t secure, twice the
- * installs), and only a run at most about twice npages, for spans up to
- * MARK_AVOID_MAX_PAGES: requests above that go over markers, and cutting the end off a
- * run they could use pushes them to fresh memory (bench/large, secure: +40% page faults
- * and +35% time with no bounds, +20% with runs up to 33 pages longer), while for a span
- * of a few pages the install's shootdown is most of its cost (bench/mstress). Marks it
- * in use like pagealloc_alloc; 0 if none. */
+ * there needs no new guard. Best fit (the lowest address among the shortest runs), and
+ * only a run at most about twice npages, for spans up to MARK_AVOID_MAX_PAGES: requests
+ * above that go over markers, and cutting the end off a run they could use pushes them
+ * to fresh memory (bench/large, secure: +40% page faults and +35% time with no bounds,
+ * +20% with runs up to 33 pages longer), while for a span of a few pages the install's
+ * shootdown is most of its cost (bench/mstress). Each chunk keeps the run lengths that
+ * end on its markers (fits), measured again only after the chunk changed, so a search
+ * reads most chunks in O(1) and holds the heap lock for less (bench/mstress-16t secure:
+ * walking every marker cost 6% of cycles, plus the waiting of other threads); at most
+ * GUARD_FIT_TRIES markers are measured per search (64 found too few at 8 threads,
+ * twice the installs). Marks the run in use like pagealloc_alloc; 0 if none. */
 uintptr_t pagealloc_alloc_on_guard(size_t npages, size_t *scav_pages) {
     if (pa.guard_pages == 0 || npages > MARK_AVOID_MAX_PAGES) return 0;
-    unsigned tries = 0;
-    size_t best_run = 2 * npages + 2;
-    uintptr_t best = 0;
-    for (size_t ci = pa.hint, n = nchunks(); ci < n && tries < GUARD_FIT_TRIES; ci++) {
+    unsigned measured = 0, best_run = 2 * (unsigned)npages + 2;
+    palloc_chunk *best = NULL;
+    uintptr_t best_base = 0;
+    for (size_t ci = pa.hint, n = nchunks(); ci < n; ci++) {
         uintptr_t base;
         palloc_chunk *c = chunk_at(ci, &base);
         if (c->nguard == 0 || c->max + 1u < npages) continue; /* max leaves markers out */
-        uint64_t tmp[CHUNK_WORDS];
-        const uint64_t *taken = taken_bits(c, false, tmp);
-        for (unsigned g = next_bit(c->guard, 0, true); g < GM_CHUNK_PAGES && tries < GUARD_FIT_TRIES;
-             g = next_bit(c->guard, g + 1, true), tries++) {
-            if (c->alloc[g / 64] >> (g % 64) & 1) continue; /* claimed by the scavenger */
-            size_t run = g + 1 - set_below(taken, g); /* free unmarked pages, then the marker */
-            if (run < npages || run >= best_run) continue;
-            best_run = run;
-            best = base + ((uintptr_t)(g + 1 - npages) << GM_PAGE_SHIFT);
-            if (run == npages) goto found;
+        if (!c->fits_ok) {
+            if (measured >= GUARD_FIT_TRIES) continue;
+            measured += c->nguard;
+            measure_fits(c);
         }
+        unsigned run = shortest_fit(c, (unsigned)npages);
+        if (run == 0 || run >= best_run) continue;
+        best_run = run;
+        best = c;
+        best_base = base;
+        if (run == npages) break;
     }
-    if (best == 0) return 0;
-found:
-    *scav_pages = alloc_range(best, npages);
-    return best;
+    if (best == NULL) return 0;
+    for (unsigned g = next_bit(best->guard, 0, true); g < GM_CHUNK_PAGES; g = next_bit(best->guard, g + 1, true)) {
+        if (best->alloc[g / 64] >> (g % 64) & 1 || run_to_marker(best, g) != best_run) continue;
+        uintptr_t at = best_base + ((uintptr_t)(g + 1 - npages) << GM_PAGE_SHIFT);
+        *scav_pages = alloc_range(at, npages);
+        return at;
+    }
+    return 0; /* fits out of date: cannot happen (pagealloc_verify checks them) */
 }
 
 /* Highest run of free, unreleased pages, at most max_pages long, within one chunk (Go's
@@ -565,6 +623,11 @@ long pagealloc_verify(void) {
         }
         if (c->nfree != nfree || c->start != start || c->end != end || c->max != max) return (long)ci;
         if (count_bits(c->guard, 0, GM_CHUNK_PAGES) != c->nguard) return (long)ci;
+        if (c->fits_ok) {
+            uint64_t f0 = c->fits[0], f1 = c->fits[1];
+            measure_fits(c);
+            if (c->fits[0] != f0 || c->fits[1] != f1) return (long)ci;
+        }
         guards += c->nguard;
     }
     return guards == pa.guard_pages ? -1 : (long)nchunks();
