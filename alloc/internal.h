@@ -365,7 +365,8 @@ void mcentral_reset_locks(void);
 
 /* ==== mcache.c: per-thread cache ==== */
 /* The large-span cache's reach: 32 KiB + 1 B (5 pages) to 1 MiB, two spans per page count;
- * how many bytes a thread may hold is GOMALLOC=largecache (default 1 MiB). */
+ * how many bytes a thread may hold is GOMALLOC=largecache (default 1 MiB), and all threads
+ * together GOMALLOC=largecache_total (default 4 MiB). */
 #define GM_LARGE_CACHE_MIN_PAGES 5
 #define GM_LARGE_CACHE_MAX_PAGES 128
 #define GM_LARGE_CACHE_WAYS 2
@@ -481,7 +482,7 @@ void mcache_lock_fallback(void);
 void mcache_unlock_fallback(void);
 void mcache_thread_exit(void *arg);
 /* A span of exactly npages from the thread's large cache, INUSE and counted as a malloc,
- * or NULL. No lock, one atomic exchange; a run of misses returns the cached spans to the
+ * or NULL. No lock, one atomic exchange and one add to the process-wide total; a run of misses returns the cached spans to the
  * heap first (heap lock). pre: c is the caller's own (unlocked) cache; any npages. */
 mspan *mcache_alloc_large(mcache *c, size_t npages);
 /* On a miss: a span from the heap, where the thread's own cached spans go back before the
@@ -489,8 +490,8 @@ mspan *mcache_alloc_large(mcache *c, size_t npages);
 mspan *mcache_alloc_large_heap(mcache *c, size_t npages, size_t align_pages);
 /* Parks a live large span being freed in the thread's large cache, counted as a free;
  * false (nothing done) when it does not fit: size out of range, no recent malloc miss of
- * that page count (admission), ways full, or over the byte budget. No lock, no atomic
- * read-modify-write. A guarded span (secure mode) is parked guard and all: the page
+ * that page count (admission), ways full, or over the thread's or the process's byte
+ * budget. No lock; one atomic add, to the process-wide total. A guarded span (secure mode) is parked guard and all: the page
  * counts are whole spans, guard included. pre: as mcache_alloc_large, the span
  * passed check_live. */
 bool mcache_free_large(mcache *c, mspan *s);
@@ -500,6 +501,8 @@ bool mcache_free_large(mcache *c, mspan *s);
  * bytes freed. pre: no allocator lock held (takes the list lock, drops it, then takes the
  * heap lock). */
 size_t mcache_steal_large(bool idle_only);
+/* Bytes parked in every thread's large cache (GOMALLOC=largecache_total bounds it). */
+uint64_t mcache_large_parked_total(void);
 void mcache_lock_list(void);
 void mcache_unlock_list(void);
 void mcache_fork_child(void);

@@ -21,6 +21,18 @@ static gm_lock_t gm_mcache_list_lock = GM_LOCK_INIT;
 static mcache *gm_all_mcaches;
 static uint64_t gm_retired_nmalloc[GM_NUM_CLASSES], gm_retired_nfree[GM_NUM_CLASSES];
 static uint64_t gm_retired_large_alloc, gm_retired_large_free;
+/* Bytes parked in all threads' large caches together, against GOMALLOC=largecache_total:
+ * a program's thread count should not multiply the memory its caches pin (mstress-16t:
+ * 16 MiB of peak RSS, 10%, for no CPU gain). Updated where a span enters or leaves a slot;
+ * the admission test and the add are not one step, so parallel parks may pass it by a
+ * span each. */
+static _Atomic uint64_t large_parked_total;
+
+static void large_parked_sub(uint64_t bytes) {
+    if (bytes) atomic_fetch_sub_explicit(&large_parked_total, bytes, memory_order_relaxed);
+}
+
+uint64_t mcache_large_parked_total(void) { return atomic_load_explicit(&large_parked_total, memory_order_relaxed); }
 
 extern pthread_key_t gm_mcache_key;
 void (*gm_stats_between_passes_hook)(void);
@@ -233,6 +245,7 @@ static size_t large_take_all(mcache *c, mspan **chain) {
             *chain = s;
         }
     }
+    large_parked_sub(bytes);
     return bytes;
 }
 
@@ -296,6 +309,7 @@ mspan *mcache_alloc_large(mcache *c, size_t npages) {
         uint64_t bytes = (uint64_t)npages << GM_PAGE_SHIFT;
         s->state = MSPAN_INUSE;
         c->large_bytes -= bytes;
+        large_parked_sub(bytes);
         __atomic_store_n(&c->large_alloc_bytes, c->large_alloc_bytes + bytes, __ATOMIC_RELAXED);
         gm_count_malloc(&c->list[0]);
         large_note_op(c);
@@ -329,6 +343,7 @@ static bool large_evict_larger(mcache *c, size_t npages, uint64_t bytes, uint64_
             mspan *s = atomic_exchange_explicit(&way[w], NULL, memory_order_acquire);
             if (s == NULL) continue; /* a stealer was first */
             c->large_bytes -= (uint64_t)n << GM_PAGE_SHIFT;
+            large_parked_sub((uint64_t)n << GM_PAGE_SHIFT);
             s->next = chain;
             chain = s;
         }
@@ -356,6 +371,9 @@ bool mcache_free_large(mcache *c, mspan *s) {
         c->large_bytes -= atomic_exchange_explicit(&c->large_stolen, 0, memory_order_relaxed);
         if (c->large_bytes + bytes > budget && !large_evict_larger(c, npages, bytes, budget)) return false;
     }
+    if (atomic_load_explicit(&large_parked_total, memory_order_relaxed) + bytes > (uint64_t)gm_opt.largecache_total)
+        return false; /* the heap takes it */
+    atomic_fetch_add_explicit(&large_parked_total, bytes, memory_order_relaxed);
     s->state = MSPAN_CACHED; /* check_live reports a second free as a double free */
     s->needzero = 1;
     c->large_bytes += bytes;

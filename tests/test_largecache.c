@@ -229,6 +229,56 @@ static void test_thread_exit_returns_spans(void **state) {
         fail_msg("RSS %zu KiB, %zu KiB while the thread held its spans", rss >> 10, alive_rss >> 10);
 }
 
+/* All threads' caches together hold at most largecache_total bytes. Eight threads park
+ * close to their own budget each, one thread at a time (so parallel admissions cannot
+ * blur the bound), and stay alive while it is checked; the stats agree with the count,
+ * and once the threads are gone nothing is parked. */
+enum { TOTAL_THREADS = 8 };
+static pthread_mutex_t park_turn = PTHREAD_MUTEX_INITIALIZER;
+static pthread_barrier_t parked_all, checked;
+static void *park_own_budget(void *arg) {
+    (void)arg;
+    pthread_mutex_lock(&park_turn);
+    const size_t sizes[] = {100 << 13, 20 << 13}; /* 960 KiB of the 1 MiB budget */
+    for (unsigned i = 0; i < ARRAY_LEN(sizes); i++) {
+        char *p = vmalloc(sizes[i]); /* a miss: makes the page count wanted */
+        assert_non_null(p);
+        p[0] = 1;
+        free(p); /* parked, if the budgets allow */
+    }
+    pthread_mutex_unlock(&park_turn);
+    pthread_barrier_wait(&parked_all);
+    pthread_barrier_wait(&checked);
+    return NULL;
+}
+
+static void test_total_budget_bounds_all_threads(void **state) {
+    (void)state;
+    assert_true((uint64_t)gm_opt.largecache_total < TOTAL_THREADS * (uint64_t)gm_opt.largecache);
+    assert_int_equal(mcache_large_parked_total(), 0); /* setup emptied every cache */
+    gm_memstats a = stats();
+    pthread_barrier_init(&parked_all, NULL, TOTAL_THREADS + 1);
+    pthread_barrier_init(&checked, NULL, TOTAL_THREADS + 1);
+    pthread_t t[TOTAL_THREADS];
+    for (unsigned i = 0; i < TOTAL_THREADS; i++) assert_int_equal(pthread_create(&t[i], NULL, park_own_budget, NULL), 0);
+    pthread_barrier_wait(&parked_all);
+    uint64_t parked = mcache_large_parked_total();
+    gm_memstats b = stats();
+    pthread_barrier_wait(&checked);
+    for (unsigned i = 0; i < TOTAL_THREADS; i++) pthread_join(t[i], NULL);
+    pthread_barrier_destroy(&parked_all);
+    pthread_barrier_destroy(&checked);
+    if (parked > (uint64_t)gm_opt.largecache_total)
+        fail_msg("%llu bytes parked by all threads, total budget %lld", (unsigned long long)parked,
+                 (long long)gm_opt.largecache_total);
+    /* The budget is used, not refused outright: all but the last thread's worth is parked. */
+    uint64_t one_thread = (120 + 2 * guard_pages()) << 13;
+    if (parked + one_thread <= (uint64_t)gm_opt.largecache_total)
+        fail_msg("only %llu bytes parked of %lld", (unsigned long long)parked, (long long)gm_opt.largecache_total);
+    assert_true(b.heap_inuse >= a.heap_inuse + parked); /* parked spans are heap_inuse */
+    assert_int_equal(mcache_large_parked_total(), 0); /* the threads' exits drained them */
+}
+
 /* gm_free_os_memory takes cached spans out of every thread's cache and releases them. */
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
@@ -358,6 +408,7 @@ int main(void) {
         cmocka_unit_test_setup(test_budget_bounds_cached_bytes, setup),
         cmocka_unit_test_setup(test_budget_evicts_larger, setup),
         cmocka_unit_test_setup(test_thread_exit_returns_spans, setup),
+        cmocka_unit_test_setup(test_total_budget_bounds_all_threads, setup),
         cmocka_unit_test_setup(test_free_os_memory_takes_cached_spans, setup),
         cmocka_unit_test_setup(test_fork_child_takes_dead_threads_spans, setup),
         cmocka_unit_test_setup(test_idle_cache_aged_out, setup),
