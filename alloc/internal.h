@@ -482,18 +482,20 @@ void mcache_lock_fallback(void);
 void mcache_unlock_fallback(void);
 void mcache_thread_exit(void *arg);
 /* A span of exactly npages from the thread's large cache, INUSE and counted as a malloc,
- * or NULL. No lock, one atomic exchange and one add to the process-wide total; a run of misses returns the cached spans to the
- * heap first (heap lock). pre: c is the caller's own (unlocked) cache; any npages. */
+ * or NULL. No lock; one atomic exchange, and on a hit one subtract from the process-wide
+ * total; a run of misses returns the cached spans to the heap first (heap lock).
+ * pre: c is the caller's own (unlocked) cache; any npages. */
 mspan *mcache_alloc_large(mcache *c, size_t npages);
 /* On a miss: a span from the heap, where the thread's own cached spans go back before the
  * heap may grow (parked spans must not be why it grows). NULL when out of memory. */
 mspan *mcache_alloc_large_heap(mcache *c, size_t npages, size_t align_pages);
 /* Parks a live large span being freed in the thread's large cache, counted as a free;
  * false (nothing done) when it does not fit: size out of range, no recent malloc miss of
- * that page count (admission), ways full, or over the thread's or the process's byte
- * budget. No lock; one atomic add, to the process-wide total. A guarded span (secure mode) is parked guard and all: the page
- * counts are whole spans, guard included. pre: as mcache_alloc_large, the span
- * passed check_live. */
+ * that page count (admission), ways full, or over the process's or the thread's byte
+ * budget. No lock; a read of the process-wide total and, when parked, an atomic add to
+ * it (one shared line, per large free). A guarded span (secure mode) is parked guard and
+ * all: the page counts are whole spans, guard included. pre: as mcache_alloc_large, the
+ * span passed check_live. */
 bool mcache_free_large(mcache *c, mspan *s);
 /* Takes cached large spans from every thread's cache (all of them, or with idle_only only
  * from caches that did no large operation since the previous idle pass) and frees them to

@@ -22,10 +22,11 @@ static mcache *gm_all_mcaches;
 static uint64_t gm_retired_nmalloc[GM_NUM_CLASSES], gm_retired_nfree[GM_NUM_CLASSES];
 static uint64_t gm_retired_large_alloc, gm_retired_large_free;
 /* Bytes parked in all threads' large caches together, against GOMALLOC=largecache_total:
- * a program's thread count should not multiply the memory its caches pin (mstress-16t:
- * 16 MiB of peak RSS, 10%, for no CPU gain). Updated where a span enters or leaves a slot;
- * the admission test and the add are not one step, so parallel parks may pass it by a
- * span each. */
+ * a program's thread count should not multiply the memory its caches pin (mstress-8t
+ * peak RSS, median of 11: 72.8 MiB, 70.0 with a 4 MiB total, 65.6 with no cache; CPU
+ * time unchanged). Updated where a span enters or leaves a slot, an atomic add on one
+ * shared line per large park or take; the admission test and the add are not one step,
+ * so parallel parks may pass it by a span each. A fork child recounts it. */
 static _Atomic uint64_t large_parked_total;
 
 static void large_parked_sub(uint64_t bytes) {
@@ -366,13 +367,14 @@ bool mcache_free_large(mcache *c, mspan *s) {
     while (w < GM_LARGE_CACHE_WAYS && atomic_load_explicit(&way[w], memory_order_relaxed) != NULL) w++;
     if (w == GM_LARGE_CACHE_WAYS) return false;
     uint64_t bytes = (uint64_t)npages << GM_PAGE_SHIFT, budget = (uint64_t)gm_opt.largecache;
+    /* The process-wide budget first, so a refusal never follows a wasted eviction. */
+    if (atomic_load_explicit(&large_parked_total, memory_order_relaxed) + bytes > (uint64_t)gm_opt.largecache_total)
+        return false; /* the heap takes it */
     if (c->large_bytes + bytes > budget) {
         /* Only now look at what stealers took: the common case reads no shared word. */
         c->large_bytes -= atomic_exchange_explicit(&c->large_stolen, 0, memory_order_relaxed);
         if (c->large_bytes + bytes > budget && !large_evict_larger(c, npages, bytes, budget)) return false;
     }
-    if (atomic_load_explicit(&large_parked_total, memory_order_relaxed) + bytes > (uint64_t)gm_opt.largecache_total)
-        return false; /* the heap takes it */
     atomic_fetch_add_explicit(&large_parked_total, bytes, memory_order_relaxed);
     s->state = MSPAN_CACHED; /* check_live reports a second free as a double free */
     s->needzero = 1;
@@ -505,4 +507,16 @@ void mcache_unlock_list(void) { gm_unlock(&gm_mcache_list_lock); }
 void mcache_fork_child(void) {
     gm_lock_reset(&gm_mcache_list_lock);
     gm_lock_reset(&gm_fallback_lock);
+    /* A thread cut off by the fork between a slot change and its add or subtract left the
+     * total off by that span for good; the child is single-threaded, so recount. */
+    uint64_t total = 0;
+    for (mcache *c = gm_all_mcaches; c != NULL; c = c->all_next) {
+        if (__atomic_load_n(&c->large_ops, __ATOMIC_RELAXED) == 0) continue; /* never parked */
+        for (unsigned i = 0; i <= GM_LARGE_CACHE_MAX_PAGES - GM_LARGE_CACHE_MIN_PAGES; i++)
+            for (unsigned w = 0; w < GM_LARGE_CACHE_WAYS; w++) {
+                mspan *s = atomic_load_explicit(&c->large[i][w], memory_order_relaxed);
+                if (s != NULL) total += (uint64_t)s->npages << GM_PAGE_SHIFT;
+            }
+    }
+    atomic_store_explicit(&large_parked_total, total, memory_order_relaxed);
 }

@@ -19,8 +19,8 @@ struct palloc_chunk {
     uint16_t start, max, end;    /* runs of free unmarked pages: at the start, longest, at the end */
     uint16_t nfree;              /* free pages, marked or not; kept by summary_after_alloc/_free */
     uint16_t nguard;             /* bits set in guard */
-    bool fits_ok;                /* fits is current; cleared by every change to alloc or guard */
-    uint64_t fits[2];            /* bit L-1: a free marker ends a run of L pages (L <= 128) */
+    bool fits_ok;                /* fits is current; cleared by every change to the taken view */
+    uint64_t fits[3];            /* bit L-1: a free marker ends a run of L pages (L <= FIT_MAX) */
 };
 
 static struct {
@@ -441,7 +441,8 @@ void pagealloc_set_guard(uintptr_t page) {
 /* Forgets the guard markers on [base, base+npages), pages just allocated, and says where
  * they were: g->last for the last page; the others in g->page[] (g->n of them, counted
  * past the array's end too). The caller lifts or keeps them. The summaries stay as they
- * are: the pages were counted as taken already, and now they are in use. */
+ * are: the pages were counted as taken already, and now they are in use. So do the fits:
+ * a marker under a page in use was never in them. */
 void pagealloc_take_guards(uintptr_t base, size_t npages, guard_set *g) {
     g->n = 0;
     g->last = false;
@@ -471,8 +472,8 @@ void pagealloc_set_released(uintptr_t base, size_t npages) {
     }
 }
 
-#define GUARD_FIT_TRIES 512 /* markers measured per search, at most */
-#define FIT_MAX 128          /* longest run a chunk's fits record (2 * MARK_AVOID_MAX_PAGES) */
+#define GUARD_FIT_TRIES 512 /* markers re-measured per search before the rest is skipped */
+#define FIT_MAX (2 * MARK_AVOID_MAX_PAGES + 1) /* the longest run a search may accept */
 
 /* The length of the run (free unmarked pages, then the marker) that ends on marker g. */
 static unsigned run_to_marker(const palloc_chunk *c, unsigned g) { return g + 1 - taken_below(c, g); }
@@ -480,7 +481,7 @@ static unsigned run_to_marker(const palloc_chunk *c, unsigned g) { return g + 1 
 /* Records in c->fits which run lengths end on a free marker (markers the scavenger has
  * claimed do not count: their pages look allocated). One pass over the markers. */
 static void measure_fits(palloc_chunk *c) {
-    c->fits[0] = c->fits[1] = 0;
+    memset(c->fits, 0, sizeof c->fits);
     for (unsigned g = next_bit(c->guard, 0, true); g < GM_CHUNK_PAGES; g = next_bit(c->guard, g + 1, true)) {
         if (c->alloc[g / 64] >> (g % 64) & 1) continue;
         unsigned run = run_to_marker(c, g);
@@ -491,7 +492,7 @@ static void measure_fits(palloc_chunk *c) {
 
 /* The shortest recorded run of at least n pages in c, or 0. */
 static unsigned shortest_fit(const palloc_chunk *c, unsigned n) {
-    for (unsigned w = (n - 1) / 64; w < 2; w++) {
+    for (unsigned w = (n - 1) / 64; w < sizeof c->fits / sizeof c->fits[0]; w++) {
         uint64_t m = c->fits[w];
         if (w == (n - 1) / 64) m &= ~(uint64_t)0 << ((n - 1) % 64);
         if (m) return w * 64 + (unsigned)__builtin_ctzll(m) + 1;
@@ -508,9 +509,10 @@ static unsigned shortest_fit(const palloc_chunk *c, unsigned n) {
  * shootdown is most of its cost (bench/mstress). Each chunk keeps the run lengths that
  * end on its markers (fits), measured again only after the chunk changed, so a search
  * reads most chunks in O(1) and holds the heap lock for less (bench/mstress-16t secure:
- * walking every marker cost 6% of cycles, plus the waiting of other threads); at most
- * GUARD_FIT_TRIES markers are measured per search (64 found too few at 8 threads,
- * twice the installs). Marks the run in use like pagealloc_alloc; 0 if none. */
+ * walking every marker cost 6% of cycles, plus the waiting of other threads). Chunks
+ * are re-measured whole until GUARD_FIT_TRIES markers have been (64 found too few at 8
+ * threads, twice the installs); changed chunks past that are skipped. Marks the run in
+ * use like pagealloc_alloc; 0 if none. */
 uintptr_t pagealloc_alloc_on_guard(size_t npages, size_t *scav_pages) {
     if (pa.guard_pages == 0 || npages > MARK_AVOID_MAX_PAGES) return 0;
     unsigned measured = 0, best_run = 2 * (unsigned)npages + 2;
@@ -624,9 +626,10 @@ long pagealloc_verify(void) {
         if (c->nfree != nfree || c->start != start || c->end != end || c->max != max) return (long)ci;
         if (count_bits(c->guard, 0, GM_CHUNK_PAGES) != c->nguard) return (long)ci;
         if (c->fits_ok) {
-            uint64_t f0 = c->fits[0], f1 = c->fits[1];
+            uint64_t was[sizeof c->fits / sizeof c->fits[0]];
+            memcpy(was, c->fits, sizeof was);
             measure_fits(c);
-            if (c->fits[0] != f0 || c->fits[1] != f1) return (long)ci;
+            if (memcmp(was, c->fits, sizeof was) != 0) return (long)ci;
         }
         guards += c->nguard;
     }

@@ -390,6 +390,7 @@ static void test_fork_child_takes_dead_threads_spans(void **state) {
         gm_read_memstats(&b);
         if (a.heap_inuse - b.heap_inuse < n + 300000) _exit(3);
         if (b.heap_sys != b.heap_idle + b.heap_inuse) _exit(4);
+        if (mcache_large_parked_total() != 0) _exit(5); /* the process-wide count agrees */
         _exit(0);
     }
     int st;
