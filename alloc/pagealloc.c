@@ -102,12 +102,18 @@ static unsigned longest_ones_over(uint64_t x, unsigned floor) {
     return have - 1;
 }
 
-/* What the summaries see as taken: pages in use, or free with a guard marker (unless
- * over_marks). Outside secure mode nguard is 0 and this is the alloc map itself; else the
- * union is built in *tmp, once per scan rather than a test per word. */
+/* What the summaries count as taken in word w of c: pages in use, and free pages that
+ * carry a guard marker (secure mode only, so a default heap reads alloc alone). */
+static inline uint64_t taken_word(const palloc_chunk *c, unsigned w) {
+    return c->nguard != 0 ? c->alloc[w] | c->guard[w] : c->alloc[w];
+}
+
+/* taken_word for the whole chunk, for the scans that read every word (unless over_marks,
+ * which sees markers as free). Outside secure mode this is the alloc map itself; else the
+ * union is built in *tmp once per scan. */
 static inline const uint64_t *taken_bits(const palloc_chunk *c, bool over_marks, uint64_t tmp[CHUNK_WORDS]) {
     if (c->nguard == 0 || over_marks) return c->alloc;
-    for (unsigned w = 0; w < CHUNK_WORDS; w++) tmp[w] = c->alloc[w] | c->guard[w];
+    for (unsigned w = 0; w < CHUNK_WORDS; w++) tmp[w] = taken_word(c, w);
     return tmp;
 }
 
@@ -231,12 +237,6 @@ bool pagealloc_add_arena(heap_arena *ha) {
     if (i * GM_CHUNKS_PER_ARENA <= pa.hint) pa.hint = i * GM_CHUNKS_PER_ARENA;
     else if (pa.hint >= nchunks() - GM_CHUNKS_PER_ARENA) pa.hint = i * GM_CHUNKS_PER_ARENA;
     return true;
-}
-
-/* What the summaries count as taken in word w of c: pages in use, and free pages that
- * carry a guard marker (secure mode only, so a default heap reads alloc alone). */
-static inline uint64_t taken_word(const palloc_chunk *c, unsigned w) {
-    return c->nguard != 0 ? c->alloc[w] | c->guard[w] : c->alloc[w];
 }
 
 /* One past the highest taken page below i, or 0 when there is none. */
