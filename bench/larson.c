@@ -22,7 +22,11 @@ typedef struct {
 
 static void *run(void *arg)
 {
-    worker *w = arg;
+    /* The counters stay on this stack until the end. The workers' structs sit side by side
+     * in one calloc block: updated in place, they shared cache lines between threads, at a
+     * cost that depended on where each allocator put the block. Only the inputs are copied
+     * in (main may still be writing th). */
+    worker *shared = arg, local = {.id = shared->id}, *w = &local;
     bench_rng rng;
     bench_rng_seed(&rng, 7000 + w->id);
     for (unsigned long op = 1; op <= g_ops; op++) {
@@ -38,6 +42,8 @@ static void *run(void *arg)
         w->sum += tag;
         free(old);
     }
+    shared->sum = w->sum;
+    shared->errors = w->errors;
     return NULL;
 }
 
