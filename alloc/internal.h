@@ -170,33 +170,38 @@ enum { MSPAN_LIST_NONE = 0, MSPAN_LIST_PARTIAL = 1, MSPAN_LIST_FULL = 2 };
  * that mcache's thread touches freeindex/alloc_cache; other threads' frees into it wait
  * on the deferred list until the span is handed back to mcentral. */
 typedef struct mspan {
-    struct mspan *next, *prev; /* mcentral partial/full list, or the free-struct list */
+    /* The free fast path's fields (and the secure pop check's) come first, in 32 bytes: the
+     * pool (mheap.c) places structs 32-byte aligned, so those bytes are always in one
+     * cache line. Behind next (160-byte structs, 16-byte aligned) every other span spread
+     * them over two lines. (A pooled free struct keeps its free link in base.) */
     uintptr_t base;            /* first byte, page aligned */
     uintptr_t limit;           /* end of the last slot */
-    uint32_t npages;
-    uint32_t elemsize;
     uint32_t divmagic;         /* (off * divmagic) >> 32 == off / elemsize for off <= span bytes */
-    uint16_t nelems;
-    uint16_t freeindex;
-    uint16_t alloc_count;      /* valid while not incache */
-    uint8_t sizeclass;
-    uint8_t state;
-    uint8_t list;
-    uint8_t incache;
-    uint8_t needzero;          /* some page was written before: calloc must clear */
-    uint8_t guard;             /* large object with a guard page after it (secure, os_protect) */
     /* The class the free fast path files this span's objects under: sizeclass, or 0 while
      * some object in it is sampled by the heap profiler (profile.c), which sends every free
      * in the span to the slow path (class 0's list has no room) where the sample is closed.
      * So unsampled frees pay nothing for profiling. Written under the profile lock, read
      * racily (relaxed) by the fast path. */
     uint8_t freeclass;
+    uint8_t sizeclass;
+    uint8_t state;
+    uint8_t list;
+    uint16_t nelems;
+    uint16_t freeindex;
+    uint16_t alloc_count;      /* valid while not incache */
+    uint8_t incache;
+    uint8_t needzero;          /* some page was written before: calloc must clear */
+    struct mspan *next, *prev; /* mcentral partial/full list */
+    uint32_t npages;
+    uint32_t elemsize;
+    uint8_t guard;             /* large object with a guard page after it (secure, os_protect) */
     uint16_t nsampled;         /* live sampled objects in the span; under the profile lock */
     uintptr_t sampled_one;     /* that object while nsampled == 1 and it is known, else 0 */
     uint64_t alloc_cache;      /* inverted alloc_bits window starting at freeindex */
     void *deferred;            /* frees that arrived while incache (under mcentral lock) */
     uint64_t alloc_bits[GM_MAX_NELEMS / 64];
 } mspan;
+_Static_assert(offsetof(mspan, next) == 32, "the free path's fields must fit in 32 bytes (mheap.c's pool)");
 
 /* Static span standing for "these pages were freed": the span map points here after a
  * span dies, so a second free is reported as a double free, not a wild pointer. */
