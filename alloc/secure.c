@@ -84,9 +84,12 @@ static void *pop(mcache *c, unsigned cl) {
     return o;
 }
 
+/* j in [0, i) is the high half of (32 random bits * i): a multiply where % took a 64-bit
+ * divide per object (secure prodcons-2t: the shuffle was 2.5% of samples). Its bias,
+ * under i / 2^32, is far below anything the order needs. */
 void secure_shuffle(mcache *c, void **objs, unsigned n) {
     for (unsigned i = n; i > 1; i--) {
-        unsigned j = (unsigned)(gm_rng_next(&c->rng) % i);
+        unsigned j = (unsigned)(((gm_rng_next(&c->rng) >> 32) * i) >> 32);
         void *t = objs[i - 1];
         objs[i - 1] = objs[j];
         objs[j] = t;
