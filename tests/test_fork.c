@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -92,6 +93,25 @@ static int child_work(unsigned seed) {
     return 0;
 }
 
+/* Before a hung child is killed: where it is, so a rare hang leaves more than its pid.
+ * /proc/PID/stat's state (R: spinning, S: asleep) and CPU times, wchan, the kernel stack
+ * (root only), and /proc/PID/syscall three times (the syscall and its arguments, then the
+ * stack pointer and user PC where the kernel shows them). */
+static void describe_hung(pid_t pid) {
+    static const char *files[] = {"stat", "wchan", "stack", "syscall", "syscall", "syscall"};
+    for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
+        char path[64], buf[512];
+        snprintf(path, sizeof path, "/proc/%d/%s", (int)pid, files[i]);
+        FILE *f = fopen(path, "r");
+        size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+        if (f) fclose(f);
+        buf[n] = '\0';
+        fprintf(stderr, "hung child %d %s: %s\n", (int)pid, files[i], n ? buf : "(unreadable)");
+        struct timespec ts = {0, 20000000};
+        nanosleep(&ts, NULL);
+    }
+}
+
 /* Waits for pid with a watchdog; returns the raw wait status, or fails the test on a hang. */
 static int wait_child(pid_t pid) {
     int status = 0;
@@ -102,6 +122,7 @@ static int wait_child(pid_t pid) {
         struct timespec ts = {0, 1000000};
         nanosleep(&ts, NULL);
     }
+    describe_hung(pid);
     kill(pid, SIGKILL);
     waitpid(pid, &status, 0);
     fail_msg("child %d hung for %d ms after fork (allocator deadlock?)", (int)pid, CHILD_TIMEOUT_MS);
@@ -151,6 +172,7 @@ static void *forking_thread(void *arg) {
             nanosleep(&ts, NULL);
         }
         if (ms >= CHILD_TIMEOUT_MS) {
+            describe_hung(pid);
             kill(pid, SIGKILL);
             waitpid(pid, &status, 0);
             atomic_store(&thread_fork_status, 1000 + i);
