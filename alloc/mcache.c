@@ -259,7 +259,7 @@ static void large_free_chain(mspan *chain) {
     gm_lock(&gm_heap_lock);
     while (chain != NULL) {
         mspan *s = chain;
-        chain = s->next; /* before the free: the struct's pool links through this word */
+        chain = s->next; /* before the free hands the struct back to its pool */
         mheap_free_span_locked(s);
     }
     gm_unlock(&gm_heap_lock);
