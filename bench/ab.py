@@ -2,7 +2,10 @@
 """ab.py: A/B of two gomalloc builds (e.g. default vs -Dsecure=true) on compare.py's workload
 programs, under LD_PRELOAD, interleaved: each repetition runs every workload under A then B, or
 B then A on odd repetitions, so drift from other load on the machine hits both alike. Prints
-the median elapsed_s per build and the ratio B/A; exits 1 when a run fails, reports errors>0 or
+the median elapsed_s per build, the ratio of the medians (B/A) and the median of the per-
+repetition ratios (paired: A and B of one repetition ran back to back, so a slow phase of the
+host, which can double every time for a minute, falls on both; prefer it when the runs spread
+widely); exits 1 when a run fails, reports errors>0 or
 the two builds' checksums differ. The programs come from build A. Stdlib only.
 --cpu compares the child's CPU time (user + sys) instead of elapsed_s: steadier when other
 guests steal the machine's cores, but it also counts spinning and leaves out waiting.
@@ -62,12 +65,13 @@ def main():
             if sums[0] != sums[1]:
                 sys.exit(f'!!! {name}: checksums differ: {sums}')
         print(f'rep {rep + 1}/{args.reps} done', file=sys.stderr, flush=True)
-    print(f'{"workload":<18} {"A median s":>10} {"B median s":>10} {"B/A":>6}   A runs | B runs'
+    print(f'{"workload":<18} {"A median s":>10} {"B median s":>10} {"B/A":>6} {"paired":>6}   A runs | B runs'
           + ('   (CPU time, user + sys)' if args.cpu else ''))
     for name, (a, b) in times.items():
         ma, mb = statistics.median(a), statistics.median(b)
         runs = ' '.join(f'{x:.3f}' for x in a) + ' | ' + ' '.join(f'{x:.3f}' for x in b)
-        print(f'{name:<18} {ma:>10.3f} {mb:>10.3f} {mb / ma:>6.3f}   {runs}')
+        paired = statistics.median(y / x for x, y in zip(a, b))
+        print(f'{name:<18} {ma:>10.3f} {mb:>10.3f} {mb / ma:>6.3f} {paired:>6.3f}   {runs}')
 
 
 if __name__ == '__main__':
