@@ -75,7 +75,11 @@ GM_INLINE uint64_t gm_rng_next(uint64_t *state) {
 extern const uint16_t gm_class_to_size[GM_NUM_CLASSES];
 extern const uint8_t gm_class_to_npages[GM_NUM_CLASSES];
 extern const uint16_t gm_class_to_nelems[GM_NUM_CLASSES];
-extern const uint32_t gm_class_to_divmagic[GM_NUM_CLASSES];
+typedef struct {
+    uint32_t divmagic;  /* ceil(2^32 / size) */
+    uint32_t slotbytes; /* nelems * size */
+} gm_class_slot_t;
+extern const gm_class_slot_t gm_class_slot[GM_NUM_CLASSES];
 extern const uint8_t gm_size_to_class16[GM_MAX_NELEMS / 8 + 1];         /* 1024/16 + 1 = 65 */
 extern const uint8_t gm_size_to_class128[(GM_MAX_SMALL_SIZE - 1024) / 128 + 1]; /* 249 */
 
@@ -170,19 +174,14 @@ enum { MSPAN_LIST_NONE = 0, MSPAN_LIST_PARTIAL = 1, MSPAN_LIST_FULL = 2 };
  * that mcache's thread touches freeindex/alloc_cache; other threads' frees into it wait
  * on the deferred list until the span is handed back to mcentral. */
 typedef struct mspan {
-    /* The free fast path's fields (and the secure pop check's) come first, in 32 bytes: the
-     * pool (mheap.c) places structs 32-byte aligned, so those bytes are always in one
-     * cache line. Behind next (160-byte structs, 16-byte aligned) every other span spread
-     * them over two lines. (A pooled free struct keeps its free link in base.) */
+    /* The fields read for every object the slow paths take (mcentral_free_list, check_live)
+     * come first, in 32 bytes: the pool (mheap.c) places structs 32-byte aligned, so those
+     * bytes are always in one cache line, and the span map's entries have 5 low bits free
+     * (SPANREF). (A pooled free struct keeps its free link in base.) The fast paths read
+     * the span map entry only. */
     uintptr_t base;            /* first byte, page aligned */
     uintptr_t limit;           /* end of the last slot */
     uint32_t divmagic;         /* (off * divmagic) >> 32 == off / elemsize for off <= span bytes */
-    /* The class the free fast path files this span's objects under: sizeclass, or 0 while
-     * some object in it is sampled by the heap profiler (profile.c), which sends every free
-     * in the span to the slow path (class 0's list has no room) where the sample is closed.
-     * So unsampled frees pay nothing for profiling. Written under the profile lock, read
-     * racily (relaxed) by the fast path. */
-    uint8_t freeclass;
     uint8_t sizeclass;
     uint8_t state;
     uint8_t list;
@@ -201,10 +200,11 @@ typedef struct mspan {
     void *deferred;            /* frees that arrived while incache (under mcentral lock) */
     uint64_t alloc_bits[GM_MAX_NELEMS / 64];
 } mspan;
-_Static_assert(offsetof(mspan, next) == 32, "the free path's fields must fit in 32 bytes (mheap.c's pool)");
+_Static_assert(offsetof(mspan, next) == 32, "the slow paths' fields must fit in 32 bytes (mheap.c's pool)");
 
 /* Static span standing for "these pages were freed": the span map points here after a
- * span dies, so a second free is reported as a double free, not a wild pointer. */
+ * span dies, so a second free is reported as a double free, not a wild pointer. 32-byte
+ * aligned, like every span struct the span map names (SPANREF). */
 extern mspan mspan_dead;
 
 void mspan_init_small(mspan *s, unsigned sizeclass);
@@ -232,6 +232,14 @@ GM_INLINE bool mspan_is_slot(const mspan *s, uintptr_t p) {
     uint64_t prod = (uint64_t)(p - s->base) * s->divmagic;
     return (uint32_t)prod < s->divmagic && p < s->limit;
 }
+/* mspan_is_slot for the fast paths, from p's offset in its span and the span's class
+ * alone (the span map entry gives both, SPANREF), so they never read the span struct.
+ * Class 0 has magic 0 and never passes. */
+GM_INLINE bool class_is_slot(size_t cl, uint64_t off) {
+    /* The bound first: tested second, the multiply's result and magic needed a register
+     * more, and the free fast path saved and restored one (2 instructions). */
+    return off < gm_class_slot[cl].slotbytes && (uint32_t)(off * gm_class_slot[cl].divmagic) < gm_class_slot[cl].divmagic;
+}
 /* Fast inline variant of the allocCache step: ~8 instructions, no loop. */
 GM_INLINE void *mspan_next_free_fast(mspan *s) {
     uint64_t cache = s->alloc_cache;
@@ -249,9 +257,9 @@ GM_INLINE void *mspan_next_free_fast(mspan *s) {
 /* ==== mheap.c: arenas, the span map, span allocation, large objects ==== */
 typedef struct palloc_chunk palloc_chunk;
 typedef struct heap_arena {
-    mspan *spans[GM_PAGES_PER_ARENA]; /* page -> span; NULL = never used */
+    uint64_t spans[GM_PAGES_PER_ARENA]; /* page -> SPANREF of its span; 0 = never used */
     uintptr_t base;
-    struct palloc_chunk *chunks;      /* GM_CHUNKS_PER_ARENA page bitmaps (pagealloc.c) */
+    struct palloc_chunk *chunks;        /* GM_CHUNKS_PER_ARENA page bitmaps (pagealloc.c) */
 } heap_arena;
 
 /* Arena map over the 47-bit user address space (Go's arenas[1][...] L2 map): 16 MiB of
@@ -264,20 +272,42 @@ GM_INLINE heap_arena *arena_of(uintptr_t p) {
     if (gm_unlikely(idx >= GM_ARENA_L2_ENTRIES)) return NULL;
     return gm_arena_map[idx];
 }
-/* span_of without the range check, for the fast paths: the same answer for addresses
- * below 2^GM_ADDR_BITS; above, the index wraps and some span may come back, so the caller
- * must test p against that span's limit (mspan_is_slot does), which no such address
- * passes. One `and` instead of a compare and a branch. */
-GM_INLINE mspan *span_of_unchecked(uintptr_t p) {
-    heap_arena *ha = gm_arena_map[(p >> GM_ARENA_SHIFT) & (GM_ARENA_L2_ENTRIES - 1)];
-    if (ha == NULL) return NULL;
-    return ha->spans[(p >> GM_PAGE_SHIFT) & (GM_PAGES_PER_ARENA - 1)];
+/* A span map entry (Go's heapArena.spans, with tcmalloc's page -> size class cache folded
+ * in): the span struct's address, and for a small span's pages what the fast paths need of
+ * the span, so a free and the secure pop check read the entry and the class tables, never
+ * the span struct (a cache line per span, where the entries are 8 pages to a line).
+ * Bits 0-4: the page's index in its span (small spans have at most 10 pages). Bits 5-46:
+ * the struct's address (32-byte aligned). Bits 48-55: the size class. Bits 56-63: the
+ * class free files the page's objects under: the size class, or 0 while some object of
+ * the span is sampled by the heap profiler, which sends every free in the span to the
+ * slow path (class 0's list has no room) where the sample is closed, so unsampled frees
+ * pay nothing for profiling. A large or dead span's entries are its address alone.
+ * Written under the heap lock (mheap.c) or, for the free class, the profile lock; read
+ * racily (relaxed) by the fast paths. */
+#define SPANREF(s, index, sizeclass, freeclass) \
+    ((uint64_t)(uintptr_t)(s) | (uint64_t)(index) | (uint64_t)(sizeclass) << 48 | (uint64_t)(freeclass) << 56)
+#define SPANREF_INDEX_MASK ((uint64_t)31)
+#define SPANREF_SPAN_MASK ((((uint64_t)1 << GM_ADDR_BITS) - 1) & ~SPANREF_INDEX_MASK)
+/* p's span map entry; 0 for NULL, foreign pointers and addresses beyond GM_ADDR_BITS. */
+GM_INLINE uint64_t span_ref(uintptr_t p) {
+    uintptr_t idx = p >> GM_ARENA_SHIFT;
+    if (gm_unlikely(idx >= GM_ARENA_L2_ENTRIES)) return 0;
+    heap_arena *ha = gm_arena_map[idx];
+    if (ha == NULL) return 0;
+    return __atomic_load_n(&ha->spans[(p >> GM_PAGE_SHIFT) & (GM_PAGES_PER_ARENA - 1)], __ATOMIC_RELAXED);
+}
+GM_INLINE mspan *spanref_span(uint64_t ref) { return (mspan *)(uintptr_t)(ref & SPANREF_SPAN_MASK); }
+GM_INLINE unsigned spanref_sizeclass(uint64_t ref) { return (unsigned)(ref >> 48) & 0xff; }
+GM_INLINE size_t spanref_freeclass(uint64_t ref) { return (size_t)(ref >> 56); }
+/* p's offset in its (small) span, given its page's entry. */
+GM_INLINE uint64_t spanref_offset(uintptr_t p, uint64_t ref) {
+    return (p & (GM_PAGE_SIZE - 1)) | (ref & SPANREF_INDEX_MASK) << GM_PAGE_SHIFT;
 }
 /* O(1) pointer -> span (Go's spanOf): NULL for foreign pointers and never-used pages. */
 GM_INLINE mspan *span_of(uintptr_t p) {
     heap_arena *ha = arena_of(p);
     if (ha == NULL) return NULL;
-    return ha->spans[(p >> GM_PAGE_SHIFT) & (GM_PAGES_PER_ARENA - 1)];
+    return spanref_span(__atomic_load_n(&ha->spans[(p >> GM_PAGE_SHIFT) & (GM_PAGES_PER_ARENA - 1)], __ATOMIC_RELAXED));
 }
 
 extern gm_lock_t gm_heap_lock;
@@ -291,6 +321,15 @@ mspan *mheap_alloc_span_nogrow(size_t npages, unsigned sizeclass, size_t align_p
 /* pre: s is INUSE, or CACHED (its free was already counted by the caching thread, so it
  * is not counted again). post: the pages are free and map to mspan_dead. */
 void mheap_free_span(mspan *s);
+/* Sets the free class in the span map entries of s's pages (SPANREF): 0 sends every free
+ * in the span to the slow path. Nothing for a large span, whose entries have no class.
+ * pre: s is live, profile lock held. */
+void mheap_set_freeclass(mspan *s, unsigned freeclass);
+/* Tests: -1 when every span map entry carries what its span says (a live small span's
+ * classes and the page's index; the address alone for any other span), else the first
+ * wrong page (counted over the arenas in address order). pre: heap lock, no thread
+ * sampling or freeing meanwhile. */
+long mheap_verify_span_map(void);
 /* pre: mheap_drop_guard(s) was called. */
 void mheap_free_span_locked(mspan *s);
 /* mheap_free_span for an unguarded span whose pages were moved away (os_move_pages):
@@ -640,15 +679,14 @@ GM_INLINE void *freelist_decode(const void *obj, const void *stored) { return fr
  * corrupted link can at worst name another object of the same class, never foreign memory,
  * a misaligned address or a slot of another size. A NULL next fails too: the end of the
  * list comes once per refill, and the slow path tells it from corruption, so the common
- * case pays no test for it. The arena index is masked (span_of_unchecked): garbage
- * with bits above GM_ADDR_BITS then reads some arena's entry but fails the limit test.
- * ~17 instructions, span_of's lookup plus one multiply; next's span entry and struct are
- * the ones its own free will load. */
+ * case pays no test for it. Reads next's span map entry, never its span struct: the
+ * entry is the one next's own free will read. */
 GM_INLINE bool freelist_pop_ok(const void *obj, const void *next, unsigned cl) {
     uintptr_t n = (uintptr_t)next;
-    mspan *s = span_of_unchecked(n);
-    return (uint64_t)(uintptr_t)((void *const *)obj)[1] == gm_free_mark(obj) && s != NULL &&
-           s->sizeclass == cl && mspan_is_slot(s, n);
+    /* The mark first: tested after the entry, it cost a register save and 3 instructions. */
+    if ((uint64_t)(uintptr_t)((void *const *)obj)[1] != gm_free_mark(obj)) return false;
+    uint64_t ref = span_ref(n);
+    return spanref_sizeclass(ref) == cl && class_is_slot(cl, spanref_offset(n, ref));
 }
 
 /* The link of obj, an object on a class-cl thread list, for the slow paths that walk a
@@ -682,8 +720,8 @@ GM_INLINE void *gm_malloc_inline(size_t size) {
         void *next = freelist_decode(p, p[0]);
 #if GM_SECURE_BUILD
         if (gm_unlikely(!freelist_pop_ok(p, next, cl))) return secure_pop_last(fl, p, next);
-        /* The next pop's chain is longer here (its link, then its successor's span entry
-         * and span): start the first load now. ab.py secure before/after, 7 runs: churn
+        /* The next pop's chain is longer here (its link, then its successor's span map
+         * entry): start the first load now. ab.py secure before/after, 7 runs: churn
          * 0.97, prodcons-2t 0.89, mstress-2t 0.92; a default build gained nothing. */
         __builtin_prefetch(next);
 #endif
@@ -695,30 +733,29 @@ GM_INLINE void *gm_malloc_inline(size_t size) {
     return gm_malloc_slow(size, false);
 }
 
-/* The free fast path: span lookup through the arena map, a slot-boundary check, the
+/* The free fast path: span map entry through the arena map, a slot-boundary check, the
  * double-free mark check, push onto this thread's list. Anything unusual goes to
- * gm_free_slow: foreign pointers (no span), interior pointers (not a slot start), double
+ * gm_free_slow: foreign pointers (no entry), interior pointers (not a slot start), double
  * frees (mark present), a full list (no cap left), spans holding a profiled object
- * (freeclass 0), and large objects and dead spans (their division magic is 0).
- * ~41 instructions (callgrind, bench/); a -Dsecure=true build adds the link's encoding,
- * ~4 more. */
+ * (free class 0), and large objects and dead spans (class 0 too).
+ * ~49 instructions (callgrind, bench/cg_pairs), 6 more than when it read the span struct,
+ * but one dependent load fewer: bench_micro's malloc+free pairs ran 10% faster; a
+ * -Dsecure=true build adds the link's encoding, ~4 more. */
 GM_INLINE void gm_free_inline(void *ptr) {
     uintptr_t p = (uintptr_t)ptr;
     mcache *c = gm_tls_mcache;
-    mspan *s = span_of_unchecked(p);
-    if (gm_likely(s != NULL)) {
-        size_t fc = __atomic_load_n(&s->freeclass, __ATOMIC_RELAXED);
-        gm_freelist *fl = &c->list[fc];
-        void **o = (void **)ptr;
-        uint64_t nf = fl->nfree; /* loaded once: the stores to o below might alias it */
-        if (gm_likely(mspan_is_slot(s, p) && (int64_t)(nf - fl->nmalloc) < fl->cap &&
-                      (uint64_t)(uintptr_t)o[1] != gm_free_mark(ptr))) {
-            o[0] = freelist_encode(o, fl->head);
-            o[1] = (void *)(uintptr_t)gm_free_mark(ptr);
-            fl->head = o;
-            __atomic_store_n(&fl->nfree, nf + 1, __ATOMIC_RELEASE); /* gm_count_free */
-            return;
-        }
+    uint64_t ref = span_ref(p);
+    size_t fc = spanref_freeclass(ref);
+    gm_freelist *fl = &c->list[fc];
+    void **o = (void **)ptr;
+    uint64_t nf = fl->nfree; /* loaded once: the stores to o below might alias it */
+    if (gm_likely(class_is_slot(fc, spanref_offset(p, ref)) && (int64_t)(nf - fl->nmalloc) < fl->cap &&
+                  (uint64_t)(uintptr_t)o[1] != gm_free_mark(ptr))) {
+        o[0] = freelist_encode(o, fl->head);
+        o[1] = (void *)(uintptr_t)gm_free_mark(ptr);
+        fl->head = o;
+        __atomic_store_n(&fl->nfree, nf + 1, __ATOMIC_RELEASE); /* gm_count_free */
+        return;
     }
     if (ptr != NULL) gm_free_slow(ptr);
 }

@@ -43,14 +43,13 @@ void gm_warn_foreign(const char *what, const void *ptr) {
     gm_buf_flush(&b);
 }
 
-/* Finds the span of a pointer the caller says is a live object's start.
+/* Checks that ptr, whose span map entry names s, is a live object's start.
  * post: the span (p is a valid small slot or a large object's base), NULL for a foreign
  * pointer (after a warning); never returns for a pointer into gomalloc memory that is not
  * a live object. `fn` names the call for the warning, the other two are the fatal
  * messages, e.g. "free(): invalid pointer". */
-static mspan *check_live(const void *ptr, const char *fn, const char *fn_invalid, const char *fn_double) {
+static mspan *check_live_span(const void *ptr, mspan *s, const char *fn, const char *fn_invalid, const char *fn_double) {
     uintptr_t p = (uintptr_t)ptr;
-    mspan *s = span_of(p);
     if (s == NULL) {
         if (arena_of(p) == NULL) {
             gm_warn_foreign(fn, ptr);
@@ -66,6 +65,11 @@ static mspan *check_live(const void *ptr, const char *fn, const char *fn_invalid
     if (!mspan_is_slot(s, p)) gm_fatal(fn_invalid, ptr);
     if ((uint64_t)(uintptr_t)((void *const *)ptr)[1] == gm_free_mark(ptr)) gm_fatal(fn_double, ptr);
     return s;
+}
+
+/* check_live_span with the span looked up here. */
+static mspan *check_live(const void *ptr, const char *fn, const char *fn_invalid, const char *fn_double) {
+    return check_live_span(ptr, span_of((uintptr_t)ptr), fn, fn_invalid, fn_double);
 }
 
 #define FREE_INVALID "free(): invalid pointer"
@@ -363,7 +367,20 @@ void *gm_realloc(void *ptr, size_t size) {
         gm_free_inline(ptr);
         return NULL;
     }
-    mspan *s = check_live(ptr, "realloc()", "realloc(): invalid pointer", "realloc(): double free");
+    uintptr_t p = (uintptr_t)ptr;
+    uint64_t ref = span_ref(p);
+    size_t cl = spanref_sizeclass(ref), old;
+    mspan *s = NULL;
+    if (cl != 0 && class_is_slot(cl, spanref_offset(p, ref)) &&
+        (uint64_t)(uintptr_t)((void *const *)ptr)[1] != gm_free_mark(ptr)) {
+        /* A live small object, found as check_live would but from the span map entry
+         * alone, like free (bench_micro realloc_inplace: 6.7 -> 6.3 ns). Too large a size
+         * gets its ENOMEM from the malloc below. */
+        old = gm_class_to_size[cl];
+        if (size <= old) return ptr; /* glibc keeps the pointer when the block still fits */
+        goto move;
+    }
+    s = check_live_span(ptr, spanref_span(ref), "realloc()", "realloc(): invalid pointer", "realloc(): double free");
     if (s == NULL) {
         errno = EINVAL;
         return NULL;
@@ -372,7 +389,6 @@ void *gm_realloc(void *ptr, size_t size) {
         errno = ENOMEM;
         return NULL;
     }
-    size_t old;
     if (s->sizeclass == 0) {
         old = large_usable(s);
         size_t npages = (size + GM_PAGE_SIZE - 1) >> GM_PAGE_SHIFT;
@@ -393,10 +409,11 @@ void *gm_realloc(void *ptr, size_t size) {
         old = s->elemsize;
         if (size <= old) return ptr; /* glibc keeps the pointer when the block still fits */
     }
+move:;
     void *q = gm_malloc_inline(size);
     if (q == NULL) return NULL;
     memcpy(q, ptr, old < size ? old : size);
-    if (gm_unlikely(s->sizeclass == 0)) free_large_moved(s);
+    if (gm_unlikely(s != NULL && s->sizeclass == 0)) free_large_moved(s);
     else gm_free_inline(ptr);
     return q;
 }

@@ -105,7 +105,7 @@ void mcache_init_struct(mcache *c) {
     for (unsigned cl = 1; cl < GM_NUM_CLASSES; cl++) c->list[cl].cap = c->limit[cl] = list_min(cl);
     /* Class 0's list only counts large-cache hits and parks; it must never have room, since
      * the free fast path files a span holding a heap-profile sample under class 0 so that
-     * its frees reach the slow path (mspan.freeclass). */
+     * its frees reach the slow path (SPANREF's free class). */
     c->list[0].cap = INT64_MIN / 4;
     c->rng = gm_cookie ^ (uint64_t)(uintptr_t)c ^ 0x9E3779B97F4A7C15ull;
     profile_reset_countdown(c);

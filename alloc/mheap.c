@@ -116,11 +116,44 @@ static bool mheap_grow(size_t npages) {
     return true;
 }
 
+/* Points the span map at s for its pages (SPANREF): with its classes and each page's index
+ * when s is small (a new span has no sample, so its free class is its size class). */
 static void set_span_map(uintptr_t base, size_t npages, mspan *s) {
+    if (gm_unlikely((uintptr_t)s & ~SPANREF_SPAN_MASK)) gm_fatal("span struct out of the span map's reach at", s);
+    unsigned sc = s->sizeclass;
     for (size_t i = 0; i < npages; i++) {
         uintptr_t p = base + (i << GM_PAGE_SHIFT);
-        arena_of(p)->spans[(p >> GM_PAGE_SHIFT) & (GM_PAGES_PER_ARENA - 1)] = s;
+        __atomic_store_n(&arena_of(p)->spans[(p >> GM_PAGE_SHIFT) & (GM_PAGES_PER_ARENA - 1)],
+                         sc ? SPANREF(s, i, sc, sc) : SPANREF(s, 0, 0, 0), __ATOMIC_RELAXED);
     }
+}
+
+void mheap_set_freeclass(mspan *s, unsigned freeclass) {
+    if (s->sizeclass == 0) return; /* a large span's frees take the slow path anyway */
+    for (size_t i = 0; i < s->npages; i++) {
+        uintptr_t p = s->base + (i << GM_PAGE_SHIFT);
+        __atomic_store_n(&arena_of(p)->spans[(p >> GM_PAGE_SHIFT) & (GM_PAGES_PER_ARENA - 1)],
+                         SPANREF(s, i, s->sizeclass, freeclass), __ATOMIC_RELAXED);
+    }
+}
+
+long mheap_verify_span_map(void) {
+    long n = 0;
+    for (size_t a = 0; a < GM_ARENA_L2_ENTRIES; a++) {
+        const heap_arena *ha = gm_arena_map[a];
+        if (ha == NULL) continue;
+        for (size_t pg = 0; pg < GM_PAGES_PER_ARENA; pg++, n++) {
+            uint64_t e = ha->spans[pg];
+            const mspan *s = spanref_span(e);
+            uint64_t want = SPANREF(s, 0, 0, 0);
+            if (s != NULL && s->state == MSPAN_INUSE && s->sizeclass != 0) {
+                uintptr_t page = ha->base + (pg << GM_PAGE_SHIFT);
+                want = SPANREF(s, (page - s->base) >> GM_PAGE_SHIFT, s->sizeclass, s->nsampled ? 0 : s->sizeclass);
+            }
+            if (e != want) return n;
+        }
+    }
+    return -1;
 }
 
 /* Lifts guard markers freed spans left on [base, base+npages), pages the caller now holds

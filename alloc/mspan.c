@@ -4,15 +4,14 @@
 #include "internal.h"
 
 /* nelems 0 makes every slot check fail, so the free fast path never accepts it. */
-mspan mspan_dead = {.state = MSPAN_DEAD, .sizeclass = 0, .nelems = 0};
+_Alignas(32) mspan mspan_dead = {.state = MSPAN_DEAD, .sizeclass = 0, .nelems = 0};
 
 void mspan_init_small(mspan *s, unsigned sizeclass) {
     s->sizeclass = (uint8_t)sizeclass;
-    __atomic_store_n(&s->freeclass, (uint8_t)sizeclass, __ATOMIC_RELAXED);
     __atomic_store_n(&s->nsampled, 0, __ATOMIC_RELAXED);
     __atomic_store_n(&s->sampled_one, 0, __ATOMIC_RELAXED);
     s->elemsize = gm_class_to_size[sizeclass];
-    s->divmagic = gm_class_to_divmagic[sizeclass];
+    s->divmagic = gm_class_slot[sizeclass].divmagic;
     s->nelems = gm_class_to_nelems[sizeclass];
     s->limit = s->base + (uintptr_t)s->nelems * s->elemsize;
     s->freeindex = 0;
@@ -27,7 +26,6 @@ void mspan_init_small(mspan *s, unsigned sizeclass) {
 
 void mspan_init_large(mspan *s, size_t npages) {
     s->sizeclass = 0;
-    __atomic_store_n(&s->freeclass, 0, __ATOMIC_RELAXED);
     __atomic_store_n(&s->nsampled, 0, __ATOMIC_RELAXED);
     __atomic_store_n(&s->sampled_one, 0, __ATOMIC_RELAXED);
     s->elemsize = 0; /* npages * 8 KiB may exceed 32 bits; use npages */

@@ -2,7 +2,8 @@
  * start and end, longest free run, guard markers left on free pages, and the run lengths
  * that end on a marker) stay equal to a page-by-page recount while spans of every length
  * come and go, including runs that cross words and chunks, a chunk filled completely and
- * one emptied completely. Run again with secure=1, where freed guard pages stay in the
+ * one emptied completely; and the span map entries carry their spans' classes and page
+ * indexes (SPANREF, what the fast paths read). Run again with secure=1, where freed guard pages stay in the
  * heap: every page handed out is written, so a guard the heap failed to lift faults. */
 #include "gm_test.h"
 #include "internal.h"
@@ -12,6 +13,10 @@ static void verify(const char *when) {
     long bad = pagealloc_verify();
     gm_unlock(&gm_heap_lock);
     if (bad >= 0) fail_msg("chunk %ld's summary disagrees with its bitmap (%s)", bad, when);
+    gm_lock(&gm_heap_lock);
+    bad = mheap_verify_span_map();
+    gm_unlock(&gm_heap_lock);
+    if (bad >= 0) fail_msg("page %ld's span map entry disagrees with its span (%s)", bad, when);
 }
 
 #define SLOTS 600

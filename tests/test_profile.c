@@ -73,16 +73,17 @@ static void test_span_marked_while_sampled(void **state) {
     gm_set_memprofile_rate(0);
     mspan *s = span_of((uintptr_t)a);
     assert_non_null(s);
-    assert_int_equal(s->freeclass, 0);
+    assert_int_equal(spanref_freeclass(span_ref((uintptr_t)a)), 0);
+    assert_int_equal(spanref_sizeclass(span_ref((uintptr_t)a)), s->sizeclass);
     assert_true(s->nsampled >= 1);
     char *b = malloc(48); /* unsampled, very likely the same span */
     mspan *sb = span_of((uintptr_t)b);
     free(b);             /* a slow free of an unsampled object: no change to the profile */
-    assert_int_equal(s->freeclass, 0);
+    assert_int_equal(spanref_freeclass(span_ref((uintptr_t)a)), 0);
     uint16_t before = s->nsampled;
     free(a);
     assert_int_equal(s->nsampled, before - 1);
-    if (s->nsampled == 0) assert_int_equal(s->freeclass, s->sizeclass);
+    if (s->nsampled == 0) assert_int_equal(span_ref((uintptr_t)a), SPANREF(s, 0, s->sizeclass, s->sizeclass));
     (void)sb;
     /* Large objects carry their own mark. */
     gm_set_memprofile_rate(1);
@@ -94,6 +95,27 @@ static void test_span_marked_while_sampled(void **state) {
     totals t1 = read_totals();
     assert_int_equal(t0.io - t1.io, 1);
     assert_int_equal(t0.ib - t1.ib, 13 * 8192); /* 100000 B -> 13 pages */
+}
+
+/* A span of several pages: a sample marks every page's span map entry, each keeping the
+ * page's index, and closing it restores them, so frees through any page take the slow
+ * path meanwhile. 1408 B is a class of 2-page spans. */
+static void test_multipage_span_marked(void **state) {
+    (void)state;
+    gm_set_memprofile_rate(1);
+    char *a = malloc(1408);
+    gm_set_memprofile_rate(0);
+    mspan *s = span_of((uintptr_t)a);
+    assert_non_null(s);
+    assert_int_equal(s->npages, 2);
+    for (uint32_t i = 0; i < s->npages; i++)
+        assert_int_equal(span_ref(s->base + i * 8192), SPANREF(s, i, s->sizeclass, 0));
+    uint16_t before = s->nsampled;
+    free(a);
+    assert_int_equal(s->nsampled, before - 1);
+    if (s->nsampled == 0)
+        for (uint32_t i = 0; i < s->npages; i++)
+            assert_int_equal(span_ref(s->base + i * 8192), SPANREF(s, i, s->sizeclass, s->sizeclass));
 }
 
 enum { HANDED = 500 };
@@ -357,6 +379,7 @@ int main(void) {
         cmocka_unit_test(test_rate0_maps_nothing),
         cmocka_unit_test(test_rate1_samples_every_allocation),
         cmocka_unit_test(test_span_marked_while_sampled),
+        cmocka_unit_test(test_multipage_span_marked),
         cmocka_unit_test(test_cross_thread_free_updates_profile),
         cmocka_unit_test(test_sampling_rate),
         cmocka_unit_test(test_write_profile),

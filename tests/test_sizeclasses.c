@@ -166,9 +166,9 @@ static void test_divmagic(void **state) {
     for (unsigned c = 1; c < GM_NUM_CLASSES; c++) {
         uint32_t size = gm_class_to_size[c];
         uint32_t want = (uint32_t)(UINT32_MAX / size + 1);
-        if (gm_class_to_divmagic[c] != want)
-            fail_msg("class %u (%u B): divmagic %u, expected %u", c, size, gm_class_to_divmagic[c], want);
-        uint64_t magic = gm_class_to_divmagic[c];
+        if (gm_class_slot[c].divmagic != want)
+            fail_msg("class %u (%u B): divmagic %u, expected %u", c, size, gm_class_slot[c].divmagic, want);
+        uint64_t magic = gm_class_slot[c].divmagic;
         uint32_t span = gm_class_to_npages[c] * PAGE;
         for (uint64_t off = 0; off <= span; off++) {
             if (((off * magic) >> 32) != off / size)
@@ -190,13 +190,25 @@ static void test_slot_check_exact(void **state) {
         uint32_t size = gm_class_to_size[c];
         uint64_t span = (uint64_t)gm_class_to_npages[c] * PAGE;
         uint64_t used = (uint64_t)gm_class_to_nelems[c] * size;
+        /* A span map entry holds the page's index in 5 bits (SPANREF). */
+        assert_true(gm_class_to_npages[c] <= SPANREF_INDEX_MASK + 1);
+        if (gm_class_slot[c].slotbytes != used)
+            fail_msg("class %u (%u B): slotbytes %u, expected %llu", c, size, gm_class_slot[c].slotbytes,
+                     (unsigned long long)used);
         for (uint64_t off = 0; off <= span; off++) {
             bool want = off % size == 0 && off < used;
             if (mspan_is_slot(&s, s.base + off) != want)
                 fail_msg("class %u (%u B): mspan_is_slot(base+%llu) = %d, expected %d", c, size,
                          (unsigned long long)off, !want, want);
+            /* The span map entry's form of the same test (free fast path, secure pop check). */
+            if (class_is_slot(c, off) != want)
+                fail_msg("class %u (%u B): class_is_slot(%llu) = %d, expected %d", c, size,
+                         (unsigned long long)off, !want, want);
         }
     }
+    /* Class 0 (the span map entries of large, dead and unused pages) never passes. */
+    assert_int_equal(gm_class_slot[0].slotbytes, 0);
+    for (uint64_t off = 0; off <= 2 * PAGE; off += 16) assert_false(class_is_slot(0, off));
     /* Large spans and the dead-span sentinel never pass (their magic is 0). */
     memset(&s, 0, sizeof s);
     s.base = (uintptr_t)1 << 40;
