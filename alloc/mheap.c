@@ -116,25 +116,24 @@ static bool mheap_grow(size_t npages) {
     return true;
 }
 
-/* Points the span map at s for its pages (SPANREF): with its classes and each page's index
- * when s is small (a new span has no sample, so its free class is its size class). */
-static void set_span_map(uintptr_t base, size_t npages, mspan *s) {
+/* Points the span map at s for its pages (SPANREF): a small span's entries carry its
+ * classes and each page's index, counted from base (a small span is always mapped whole,
+ * from its own base); a large or dead span's entries are its address alone. */
+static void map_pages(uintptr_t base, size_t npages, mspan *s, unsigned freeclass) {
     if (gm_unlikely((uintptr_t)s & ~SPANREF_SPAN_MASK)) gm_fatal("span struct out of the span map's reach at", s);
     unsigned sc = s->sizeclass;
     for (size_t i = 0; i < npages; i++) {
         uintptr_t p = base + (i << GM_PAGE_SHIFT);
         __atomic_store_n(&arena_of(p)->spans[(p >> GM_PAGE_SHIFT) & (GM_PAGES_PER_ARENA - 1)],
-                         sc ? SPANREF(s, i, sc, sc) : SPANREF(s, 0, 0, 0), __ATOMIC_RELAXED);
+                         sc ? SPANREF(s, i, sc, freeclass) : SPANREF(s, 0, 0, 0), __ATOMIC_RELAXED);
     }
 }
 
+/* A new span has no sample yet: its free class is its size class. */
+static void set_span_map(uintptr_t base, size_t npages, mspan *s) { map_pages(base, npages, s, s->sizeclass); }
+
 void mheap_set_freeclass(mspan *s, unsigned freeclass) {
-    if (s->sizeclass == 0) return; /* a large span's frees take the slow path anyway */
-    for (size_t i = 0; i < s->npages; i++) {
-        uintptr_t p = s->base + (i << GM_PAGE_SHIFT);
-        __atomic_store_n(&arena_of(p)->spans[(p >> GM_PAGE_SHIFT) & (GM_PAGES_PER_ARENA - 1)],
-                         SPANREF(s, i, s->sizeclass, freeclass), __ATOMIC_RELAXED);
-    }
+    if (s->sizeclass != 0) map_pages(s->base, s->npages, s, freeclass); /* large: slow path anyway */
 }
 
 long mheap_verify_span_map(void) {

@@ -3,7 +3,8 @@
  * own the locking (the caching thread for incache spans, the mcentral lock otherwise). */
 #include "internal.h"
 
-/* nelems 0 makes every slot check fail, so the free fast path never accepts it. */
+/* nelems 0 and magic 0 make mspan_is_slot fail on it; the fast paths see class 0 in the
+ * entries of its pages (SPANREF) and never accept them either. */
 _Alignas(32) mspan mspan_dead = {.state = MSPAN_DEAD, .sizeclass = 0, .nelems = 0};
 
 void mspan_init_small(mspan *s, unsigned sizeclass) {
