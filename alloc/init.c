@@ -40,6 +40,7 @@ static void gm_postfork_child(void) {
     mcache_fork_child();
     gm_lock_reset(&gm_heap_lock);
     mcentral_reset_locks();
+    mcentral_fork_child();
     scavenger_fork_child();
 }
 

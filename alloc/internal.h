@@ -33,6 +33,10 @@
 /* ---- geometry (Go's numbers: 8 KiB pages, 64 MiB arenas, 512-page chunks) ---- */
 #define GM_PAGE_SHIFT 13
 #define GM_PAGE_SIZE ((size_t)1 << GM_PAGE_SHIFT)
+/* The unit in which free slots' memory goes back to the OS (mcentral_release_sparse);
+ * mcentral_init turns that off when the kernel's page is not this size. */
+#define GM_OS_PAGE_SHIFT 12
+#define GM_OS_PAGE_SIZE ((size_t)1 << GM_OS_PAGE_SHIFT)
 #define GM_MAX_SMALL_SIZE 32768
 #define GM_NUM_CLASSES GM_NUM_SIZE_CLASSES /* class 0 = large object */
 #define GM_MAX_NELEMS 512                  /* 16-byte class: 8192 / 16 */
@@ -166,7 +170,10 @@ void options_print(int fd);
 /* MSPAN_CACHED: a freed large span parked in a thread's large cache (mcache.c). Its pages
  * stay allocated and in the span map, so anything but INUSE reads as "already freed". */
 enum { MSPAN_DEAD = 0, MSPAN_INUSE = 1, MSPAN_CACHED = 2 };
-enum { MSPAN_LIST_NONE = 0, MSPAN_LIST_PARTIAL = 1, MSPAN_LIST_FULL = 2 };
+/* MSPAN_LIST_SPARSE: partial spans mcentral_release_sparse has looked at since their last
+ * free (their free pages, if any, went back to the OS); a free moves a span back to the
+ * partial list, and mcentral hands out sparse spans only when no partial one is left. */
+enum { MSPAN_LIST_NONE = 0, MSPAN_LIST_PARTIAL = 1, MSPAN_LIST_FULL = 2, MSPAN_LIST_SPARSE = 3 };
 
 /* A run of pages holding objects of one class (or one large object, class 0).
  * Allocation state follows Go: slots below freeindex are allocated; above it, a slot is
@@ -198,6 +205,7 @@ typedef struct mspan {
     uintptr_t sampled_one;     /* that object while nsampled == 1 and it is known, else 0 */
     uint64_t alloc_cache;      /* inverted alloc_bits window starting at freeindex */
     void *deferred;            /* frees that arrived while incache (under mcentral lock) */
+    uint64_t released;         /* OS pages (bit i: the i-th 4 KiB) given back while uncached */
     uint64_t alloc_bits[GM_MAX_NELEMS / 64];
 } mspan;
 _Static_assert(offsetof(mspan, next) == 32, "the slow paths' fields must fit in 32 bytes (mheap.c's pool)");
@@ -218,6 +226,9 @@ void mspan_uncache(mspan *s);
 void mspan_cache(mspan *s);
 /* Clears obj's bit. Returns false when it was already clear (a double free). */
 bool mspan_free_slot(mspan *s, void *obj);
+/* The span's OS pages (bit i = its i-th GM_OS_PAGE_SIZE bytes) that no allocated slot
+ * touches. pre: not incache, mcentral lock held (alloc_bits are the whole truth). */
+uint64_t mspan_free_os_pages(const mspan *s);
 
 GM_INLINE size_t mspan_obj_index(const mspan *s, uintptr_t p) {
     return (size_t)(((uint64_t)(p - s->base) * s->divmagic) >> 32);
@@ -346,7 +357,7 @@ void *mheap_alloc_mcache_struct(void);
 void mheap_free_mcache_struct(void *p);
 /* Heap-wide numbers for stats, read under the heap lock. */
 typedef struct mheap_stats {
-    uint64_t heap_sys, heap_inuse, heap_released;
+    uint64_t heap_sys, heap_inuse, heap_released, heap_inuse_released;
     uint64_t mspan_inuse, mspan_sys, mcache_inuse, mcache_sys, other_sys;
     uint64_t arenas;
     uint64_t large_nmalloc, large_nfree, large_alloc_bytes, large_free_bytes;
@@ -403,6 +414,13 @@ void mcentral_uncache_span(mspan *s);
 /* Returns a NULL-terminated list of objects (linked through their first word) to their
  * spans in one lock hold; empty spans go back to the heap after the lock is dropped. */
 void mcentral_free_list(unsigned sizeclass, void *list);
+/* Gives free OS pages inside spans on the partial lists back to the OS, about want bytes
+ * (less if there are not that many), and moves the spans looked at to the sparse list.
+ * Takes class locks and madvises without them; returns 0 at once if another call is
+ * running. Returns bytes released. */
+size_t mcentral_release_sparse(size_t want);
+uint64_t mcentral_released_bytes(void); /* pages of spans on the lists that are released now */
+void mcentral_fork_child(void);         /* after mcentral_reset_locks */
 void mcentral_lock_all(void);
 void mcentral_unlock_all(void);
 void mcentral_reset_locks(void);

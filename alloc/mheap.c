@@ -241,6 +241,14 @@ void mheap_free_span_locked(mspan *s) {
      * as a double free rather than as a wild pointer. */
     set_span_map(s->base, npages, &mspan_dead);
     pagealloc_free(s->base, npages);
+    /* Pages whose every OS page went back while the span sat on mcentral's lists
+     * (mcentral_release_sparse) are free and released now, like the scavenger's. */
+    if (s->released != 0) {
+        const unsigned per = 1u << (GM_PAGE_SHIFT - GM_OS_PAGE_SHIFT);
+        const uint64_t whole = ((uint64_t)1 << per) - 1;
+        for (size_t i = 0; i < npages && i * per < 64; i++)
+            if ((s->released >> (i * per) & whole) == whole) pagealloc_set_released(s->base + (i << GM_PAGE_SHIFT), 1);
+    }
     /* Its guard stays (mheap_drop_guard): the next span over it lifts or keeps it. */
     if (s->guard) pagealloc_set_guard(s->base + ((uintptr_t)(npages - 1) << GM_PAGE_SHIFT));
     h.heap_inuse -= npages << GM_PAGE_SHIFT;
@@ -323,6 +331,7 @@ void mheap_read_stats_locked(mheap_stats *out) {
     out->heap_sys = h.heap_sys;
     out->heap_inuse = h.heap_inuse;
     out->heap_released = pagealloc_released_bytes();
+    out->heap_inuse_released = mcentral_released_bytes();
     out->mspan_inuse = h.spans.inuse;
     out->mspan_sys = h.spans.sys;
     out->mcache_inuse = h.mcaches.inuse;

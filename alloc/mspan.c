@@ -22,6 +22,7 @@ void mspan_init_small(mspan *s, unsigned sizeclass) {
     s->list = MSPAN_LIST_NONE;
     s->deferred = NULL;
     s->guard = 0;
+    s->released = 0;
     memset(s->alloc_bits, 0, sizeof s->alloc_bits);
 }
 
@@ -40,6 +41,7 @@ void mspan_init_large(mspan *s, size_t npages) {
     s->list = MSPAN_LIST_NONE;
     s->deferred = NULL;
     s->guard = 0;
+    s->released = 0;
 }
 
 /* Loads alloc_bits starting at slot `from` (a multiple of 64), inverted so ctz finds the
@@ -116,4 +118,22 @@ bool mspan_free_slot(mspan *s, void *obj) {
     s->alloc_bits[idx / 64] &= ~m;
     s->alloc_count--;
     return true;
+}
+
+/* Marks the pages each allocated slot covers (a slot across a page boundary keeps both);
+ * what is left is free. Stops early once every page is taken, which dense spans reach
+ * within their first few words. */
+uint64_t mspan_free_os_pages(const mspan *s) {
+    unsigned n = s->npages << (GM_PAGE_SHIFT - GM_OS_PAGE_SHIFT);
+    if (n > 64) return 0; /* no small class has spans this long (test_sizeclasses) */
+    uint64_t all = n == 64 ? ~(uint64_t)0 : ((uint64_t)1 << n) - 1, busy = 0;
+    unsigned words = (s->nelems + 63u) / 64u;
+    for (unsigned w = 0; w < words && busy != all; w++)
+        for (uint64_t b = s->alloc_bits[w]; b != 0; b &= b - 1) {
+            size_t start = ((size_t)w * 64 + (unsigned)__builtin_ctzll(b)) * s->elemsize;
+            unsigned p0 = (unsigned)(start >> GM_OS_PAGE_SHIFT);
+            unsigned p1 = (unsigned)((start + s->elemsize - 1) >> GM_OS_PAGE_SHIFT);
+            busy |= (p1 - p0 >= 63 ? ~(uint64_t)0 : ((uint64_t)2 << (p1 - p0)) - 1) << p0;
+        }
+    return all & ~busy;
 }

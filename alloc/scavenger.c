@@ -1,8 +1,9 @@
-/* scavenger.c: gives idle heap memory back to the OS (Go's mgcscavenge.go). Owns the goal
- * (recent peak of heap_inuse + 10%, and 95% of the memory limit), the release step (claim a
- * run under the heap lock, madvise it without the lock, give it back as released), the
- * background thread paced to Go's 1%-of-all-CPUs budget, the eager release on heap growth,
- * and scavtrace. Never creates its thread from free(): glibc frees under its own locks
+/* scavenger.c: gives idle heap memory back to the OS (Go's mgcscavenge.go). Owns the goals
+ * (recent peak of resident heap_inuse + 10%, and 95% of the memory limit; and, beyond Go,
+ * how many free slots' bytes spans may keep resident), the release step (claim a run under
+ * the heap lock, madvise it without the lock, give it back as released), the background
+ * thread paced to Go's 1%-of-all-CPUs budget, the eager release on heap growth, and
+ * scavtrace. Never creates its thread from free(): glibc frees under its own locks
  * (the nptl stack cache), and pthread_create takes them. docs/scavenger.md has the design. */
 #include "internal.h"
 
@@ -25,6 +26,9 @@
 #define TOKEN_CAP_NS 50000000ull    /* at most 50 ms of CPU banked */
 #define IDLE_POLL_MS 1000
 #define LARGE_IDLE_NS 1000000000ull /* a thread's cached large spans live 1..2 s unused */
+#define SPARSE_MIN_BYTES (4u << 20) /* resident span bytes beyond the live ones always allowed */
+#define SPARSE_SHARE 8              /* ... or 1/8 of resident heap_inuse, if more */
+#define SPARSE_QUIET_BUCKETS 10     /* ... and only after 500 ms with no span allocated */
 
 /* ---- state ---- */
 
@@ -42,6 +46,7 @@ static struct {
     uint64_t max[PEAK_BUCKETS];
     uint64_t bucket[PEAK_BUCKETS];
 } peak;
+static _Atomic uint64_t last_alloc_bucket; /* the bucket of the latest span allocation */
 
 /* Run being released without the heap lock (so a fork child can give it back). */
 static struct {
@@ -55,9 +60,13 @@ static uint64_t now_ns(clockid_t clk) {
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-/* pre: heap lock held. Records heap_inuse in the current 100 ms bucket. */
+/* pre: heap lock held. Records resident heap_inuse (without the pages of spans that went
+ * back, mcentral_release_sparse) in the current 50 ms bucket. */
 void scavenger_note_inuse(uint64_t inuse) {
+    uint64_t gone = mcentral_released_bytes();
+    inuse = inuse > gone ? inuse - gone : 0;
     uint64_t b = now_ns(CLOCK_MONOTONIC_COARSE) / (PEAK_BUCKET_MS * 1000000ull);
+    atomic_store_explicit(&last_alloc_bucket, b, memory_order_relaxed);
     unsigned i = (unsigned)(b % PEAK_BUCKETS);
     if (peak.bucket[i] != b) {
         peak.bucket[i] = b;
@@ -75,16 +84,21 @@ static uint64_t recent_peak(uint64_t inuse) {
     return p;
 }
 
+/* heap_inuse without the pages of it that went back (read apart, so clamped). */
+static uint64_t resident_inuse(const mheap_stats *h) {
+    return h->heap_inuse > h->heap_inuse_released ? h->heap_inuse - h->heap_inuse_released : 0;
+}
+
 /* What the scavenger should still release, in bytes (0 = nothing). Retained memory (heap
- * backed by RAM: heap_sys - heap_released) may exceed the recent peak of heap_inuse by
- * 10%; committed memory (retained + metadata) must stay under 95% of the memory limit.
- * *force says the limit is what asks, which also overrides the peak window.
- * pre: heap lock held. */
+ * backed by RAM: heap_sys - heap_released - heap_inuse_released) may exceed the recent
+ * peak of resident heap_inuse by 10%; committed memory (retained + metadata) must stay
+ * under 95% of the memory limit. *force says the limit is what asks, which also overrides
+ * the peak window. pre: heap lock held. */
 static size_t overage_locked(bool *force) {
     mheap_stats h;
     mheap_read_stats_locked(&h);
-    uint64_t retained = h.heap_sys - h.heap_released;
-    uint64_t goal = recent_peak(h.heap_inuse) / 100 * (100 + RETAIN_EXTRA_PERCENT);
+    uint64_t retained = h.heap_sys - h.heap_released - h.heap_inuse_released;
+    uint64_t goal = recent_peak(resident_inuse(&h)) / 100 * (100 + RETAIN_EXTRA_PERCENT);
     goal = (goal + (64 << 10) - 1) & ~(uint64_t)((64 << 10) - 1);
     size_t over = retained > goal ? retained - goal : 0;
     *force = false;
@@ -98,6 +112,29 @@ static size_t overage_locked(bool *force) {
         }
     }
     return over;
+}
+
+/* The second goal, which Go does not have: spans may hold SPARSE_MIN_BYTES or an eighth of
+ * resident heap_inuse more than the live bytes (heap_alloc) resident; past that, whole free
+ * OS pages inside spans on mcentral's lists go back (mcentral_release_sparse). A span keeps
+ * every page while one object lives in it, so without this a program whose object sizes
+ * shift keeps the peak of every size it ever used (bench/frag). The difference also counts
+ * thread lists, carved-out spans and slots that share a page with a live object, none of
+ * which can go: the release looks at each span once per change, so asking for them costs a
+ * walk over the spans that changed, not a loop. Only a heap that has allocated no span for
+ * 500 ms qualifies: in a busy one the pages fault back in as soon as the spans are used
+ * again (bench/frag: the thread spent its budget on them during the run, and the idle
+ * pages went back later). The live bytes are summed over every thread's counters, as
+ * gm_read_memstats does, so this is asked only on the background thread's polls. */
+static size_t sparse_overage(void) {
+    uint64_t b = now_ns(CLOCK_MONOTONIC_COARSE) / (PEAK_BUCKET_MS * 1000000ull);
+    if (b - atomic_load_explicit(&last_alloc_bucket, memory_order_relaxed) < SPARSE_QUIET_BUCKETS) return 0;
+    gm_memstats m;
+    gm_read_memstats(&m);
+    uint64_t resident = m.heap_inuse > m.heap_inuse_released ? m.heap_inuse - m.heap_inuse_released : 0;
+    uint64_t allow = resident / SPARSE_SHARE;
+    if (allow < SPARSE_MIN_BYTES) allow = SPARSE_MIN_BYTES;
+    return resident > m.heap_alloc + allow ? (size_t)(resident - m.heap_alloc - allow) : 0;
 }
 
 /* overage_locked under the heap lock, with the heap's numbers at the same moment. */
@@ -149,6 +186,7 @@ size_t scavenger_release_all(void) {
     pagealloc_scavenge_reset();
     gm_unlock(&gm_heap_lock);
     size_t n = release(SIZE_MAX);
+    n += mcentral_release_sparse(SIZE_MAX);
     atomic_fetch_add_explicit(&released_eager, n, memory_order_relaxed);
     return n;
 }
@@ -167,7 +205,7 @@ static void trace(bool forced) {
     mheap_stats h;
     mheap_read_stats_locked(&h);
     gm_unlock(&gm_heap_lock);
-    uint64_t retained = h.heap_sys - h.heap_released;
+    uint64_t retained = h.heap_sys - h.heap_released - h.heap_inuse_released;
     gm_buf b;
     gm_buf_init(&b, STDERR_FILENO);
     gm_buf_puts(&b, "gomalloc: scav ");
@@ -175,9 +213,9 @@ static void trace(bool forced) {
     gm_buf_puts(&b, " KiB work (bg), ");
     gm_buf_putu(&b, eager >> 10);
     gm_buf_puts(&b, " KiB work (eager), ");
-    gm_buf_putu(&b, h.heap_released >> 10);
+    gm_buf_putu(&b, (h.heap_released + h.heap_inuse_released) >> 10);
     gm_buf_puts(&b, " KiB now, ");
-    gm_buf_putu(&b, retained ? h.heap_inuse * 100 / retained : 100);
+    gm_buf_putu(&b, retained ? resident_inuse(&h) * 100 / retained : 100);
     gm_buf_puts(&b, forced ? "% util (forced)\n" : "% util\n");
     gm_buf_flush(&b);
 }
@@ -202,6 +240,25 @@ static bool sleep_ns(uint64_t ns, int park) {
     bool woken = rc == 0 || errno == EAGAIN; /* EAGAIN: woken before the wait began */
     atomic_store(&scav_parked, PARK_NONE);
     return woken;
+}
+
+/* One paced burst of mcentral_release_sparse, up to want bytes. Returns whether anything
+ * went back. */
+static bool sparse_burst(double *tokens, size_t want) {
+    if (want == 0) return false;
+    double budget = *tokens < MAX_BURST_NS ? *tokens : MAX_BURST_NS;
+    uint64_t t0 = now_ns(CLOCK_THREAD_CPUTIME_ID), worked = 0;
+    size_t done = 0, chunk = RUN_PAGES << GM_PAGE_SHIFT;
+    while (done < want && (double)worked < budget) {
+        size_t n = mcentral_release_sparse(want - done < chunk ? want - done : chunk);
+        if (n == 0) break;
+        done += n;
+        worked = now_ns(CLOCK_THREAD_CPUTIME_ID) - t0;
+    }
+    *tokens -= (double)(worked < 50000 ? 50000 : worked);
+    atomic_fetch_add_explicit(&released_bg, done, memory_order_relaxed);
+    if (done > 0 && gm_opt.scavtrace) trace(false);
+    return done > 0;
 }
 
 /* Pacing: the thread may use `fraction` of one core on average: 1% of every CPU, Go's
@@ -233,11 +290,16 @@ static void *scavenger_main(void *arg) {
         bool force;
         mheap_stats h;
         size_t over = overage(&force, &h);
+        /* Free pages inside spans only once the idle goal is met: they cost a syscall per
+         * few pages where idle runs take one per 2 MiB, and both draw on one budget. When
+         * none can go, the thread waits as if idle: sleeping a second instead, as after a
+         * fruitless burst, doubled test_scavenger's time to RSS after a big free. */
+        if (over == 0 && tokens >= MIN_WORK_NS && sparse_burst(&tokens, sparse_overage())) continue;
         if (over == 0) {
             /* Nothing to do now. If memory above heap_inuse is only held by the peak
              * window, look again when the window has moved; else wait to be woken. */
-            bool waiting_on_window = h.heap_sys - h.heap_released >
-                                     h.heap_inuse / 100 * (100 + RETAIN_EXTRA_PERCENT) + (64 << 10);
+            bool waiting_on_window = h.heap_sys - h.heap_released - h.heap_inuse_released >
+                                     resident_inuse(&h) / 100 * (100 + RETAIN_EXTRA_PERCENT) + (64 << 10);
             /* Polls ignore frees, and so does the first sleep after a free's wake found
              * nothing to do: else a program freeing spans all the time pays a wake-up per
              * free (mstress secure: 27 k futex wakes in 1.7 s). At most 20 wakes a second. */
@@ -265,8 +327,8 @@ static void *scavenger_main(void *arg) {
         double budget = tokens < MAX_BURST_NS && !force ? tokens : MAX_BURST_NS;
         uint64_t t0 = now_ns(CLOCK_THREAD_CPUTIME_ID), worked = 0;
         size_t done = 0;
+        size_t chunk = RUN_PAGES << GM_PAGE_SHIFT;
         while (done < over && (double)worked < budget) {
-            size_t chunk = RUN_PAGES << GM_PAGE_SHIFT;
             size_t n = release(over - done < chunk ? over - done : chunk);
             if (n == 0) break;
             done += n;
@@ -310,7 +372,10 @@ static void start_thread(void) {
  * just grew by (0 if it did not). Releases eagerly when the growth pushed retained memory
  * over the goal (Go: the heap grew because free fragments were too small, so give them
  * back) or committed memory over the limit, and starts the thread once the heap has
- * something to give back or has grown past its first arenas. */
+ * something to give back or has grown past its first arenas. Free pages inside spans go
+ * back eagerly only over the limit: doing it for growth (so that a program moving on to
+ * new sizes would not add to its RSS) made bench/frag 1.4x slower, its pages faulting
+ * back in, for 3% of its peak RSS (a first measurement, one series of 7). */
 void scavenger_after_alloc(size_t grown) {
     /* The common case costs a few relaxed loads: no growth, no limit, thread running. A
      * thread not started yet is looked for at one span allocation in 256: evaluating the
@@ -323,7 +388,7 @@ void scavenger_after_alloc(size_t grown) {
     }
     bool force;
     mheap_stats h;
-    size_t over = overage(&force, &h);
+    size_t over = overage(&force, &h), done = 0;
     if (over > 0 && (force || grown > 0)) {
         size_t want = force ? over : (over < grown ? over : grown);
         if (force) {
@@ -332,7 +397,12 @@ void scavenger_after_alloc(size_t grown) {
             pagealloc_scavenge_reset();
             gm_unlock(&gm_heap_lock);
         }
-        atomic_fetch_add_explicit(&released_eager, release(want), memory_order_relaxed);
+        done = release(want);
+        /* Over the limit with no idle pages left: free pages inside spans next. */
+        if (force && done < want) done += mcentral_release_sparse(want - done);
+    }
+    if (done > 0) {
+        atomic_fetch_add_explicit(&released_eager, done, memory_order_relaxed);
         if (gm_opt.scavtrace) trace(false);
     }
     if (gm_opt.scavenger && atomic_load_explicit(&scav_state, memory_order_relaxed) == 0 &&

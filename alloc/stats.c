@@ -20,6 +20,7 @@
     X(heap_idle, "B", "heap bytes in spans with no objects")                          \
     X(heap_inuse, "B", "heap bytes in spans with objects")                            \
     X(heap_released, "B", "idle heap bytes returned to the OS")                       \
+    X(heap_inuse_released, "B", "free pages inside spans with objects returned to the OS") \
     X(heap_objects, "", "live objects")                                               \
     X(mspan_inuse, "B", "bytes of span structs in use")                               \
     X(mspan_sys, "B", "bytes obtained for span structs")                              \
@@ -83,6 +84,7 @@ void gm_read_memstats(gm_memstats *m) {
     m->heap_inuse = h.heap_inuse;
     m->heap_idle = h.heap_sys - h.heap_inuse;
     m->heap_released = h.heap_released;
+    m->heap_inuse_released = h.heap_inuse_released;
     m->mspan_inuse = h.mspan_inuse;
     m->mspan_sys = h.mspan_sys;
     m->mcache_inuse = h.mcache_inuse;
@@ -114,14 +116,15 @@ static void print_text(gm_buf *b, const gm_memstats *m) {
 #define X(field, unit, desc)                      \
     gm_buf_puts(b, "gomalloc:   ");               \
     gm_buf_puts(b, #field);                       \
-    gm_buf_putn(b, "              ", 14 - strlen(#field)); \
+    _Static_assert(sizeof #field <= 20, "a field name wider than the report's column"); \
+    gm_buf_putn(b, "                    ", 20 - strlen(#field)); \
     gm_buf_putu_w(b, m->field, 14);               \
     gm_buf_puts(b, unit[0] ? " B  " : "    ");    \
     gm_buf_puts(b, desc);                         \
     gm_buf_puts(b, "\n");
     GM_MEMSTATS_FIELDS(X)
 #undef X
-    gm_buf_puts(b, "gomalloc:   peak_rss      ");
+    gm_buf_puts(b, "gomalloc:   peak_rss            ");
     gm_buf_putu_w(b, peak_rss(), 14);
     gm_buf_puts(b, " B  peak resident set (VmHWM)\n");
     gm_buf_puts(b, "gomalloc:   class   size    live objs       mallocs         frees    live bytes\n");

@@ -49,12 +49,13 @@ GM_API void *gm_pvalloc(size_t size) GM_ATTR_MALLOC;
  * and for pointers gomalloc does not own. */
 GM_API size_t gm_usable_size(const void *ptr);
 
-/* ---- statistics, mirroring Go's runtime.MemStats (field meanings are Go's) ---- */
+/* ---- statistics, mirroring Go's runtime.MemStats (field meanings are Go's, except
+ * heap_inuse_released, which Go lacks: free pages inside spans given back, docs/stats.md) ---- */
 #define GM_NUM_SIZE_CLASSES 66 /* 65 small size classes + entry 0, which stands for large objects */
 
 typedef struct gm_memstats {
     uint64_t alloc, total_alloc, sys, mallocs, frees;
-    uint64_t heap_alloc, heap_sys, heap_idle, heap_inuse, heap_released, heap_objects;
+    uint64_t heap_alloc, heap_sys, heap_idle, heap_inuse, heap_released, heap_inuse_released, heap_objects;
     uint64_t mspan_inuse, mspan_sys, mcache_inuse, mcache_sys, other_sys;
     struct {
         uint32_t size;

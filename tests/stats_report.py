@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 FIELDS = ["alloc", "total_alloc", "sys", "mallocs", "frees", "heap_alloc", "heap_sys",
-          "heap_idle", "heap_inuse", "heap_released", "heap_objects", "mspan_inuse",
+          "heap_idle", "heap_inuse", "heap_released", "heap_inuse_released", "heap_objects", "mspan_inuse",
           "mspan_sys", "mcache_inuse", "mcache_sys", "other_sys", "peak_rss"]
 PY = "/usr/bin/python3"
 WORK = "d={str(i): [i]*3 for i in range(50000)}; print(sum(len(v) for v in d.values()))"
@@ -44,6 +44,7 @@ def main(launcher):
         "alloc == heap_alloc": m["alloc"] == m["heap_alloc"],
         "heap_objects == mallocs - frees": m["heap_objects"] == m["mallocs"] - m["frees"],
         "heap_inuse >= heap_alloc": m["heap_inuse"] >= m["heap_alloc"],
+        "heap_inuse_released <= heap_inuse": m["heap_inuse_released"] <= m["heap_inuse"],
         "heap_released <= heap_idle": m["heap_released"] <= m["heap_idle"],
         "sys == sum": m["sys"] == m["heap_sys"] + m["mspan_sys"] + m["mcache_sys"] + m["other_sys"],
         "mallocs == sum(by_size)": m["mallocs"] == sum(b["mallocs"] for b in bs),

@@ -1,13 +1,15 @@
 /* test_scavenger.c: memory goes back to the OS. RSS falls under a deadline after a big free
  * with no further allocator calls; gm_free_os_memory and malloc_trim release at once; a
- * released page comes back zeroed for calloc; fork while the scavenger works; the memory
- * limit holds committed memory down; scavtrace prints Go's line. Also run with
+ * released page comes back zeroed for calloc; free pages inside spans that keep an object
+ * go back too, and their slots work again afterwards; fork while the scavenger works; the
+ * memory limit holds committed memory down; scavtrace prints Go's line. Also run with
  * GOMALLOC=madvdontneed=0 (MADV_FREE: RSS may stay, so heap_released is checked instead). */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -132,6 +134,114 @@ static void test_calloc_after_release(void **state) {
     }
 }
 
+/* ---- free pages inside spans (mcentral_release_sparse) ----
+ * 1 KiB objects, 8 to a one-page span: keeping slot 0 of each span keeps its first 4 KiB
+ * page, and the second holds only free slots. The objects are made and freed by a thread
+ * that exits, so every free slot is back on mcentral's lists, none in a thread cache. */
+#define SP_SIZE 1024
+#define SP_OBJS (8 * 2048) /* 16 MiB of spans */
+static char *sp_objs[SP_OBJS];
+static size_t sp_nsurv;
+
+static bool sp_survivor(const char *p) { return ((uintptr_t)p & (GM_PAGE_SIZE - 1)) == 0; }
+
+static void *sp_thread(void *arg) {
+    size_t n = (size_t)(uintptr_t)arg;
+    sp_nsurv = 0;
+    for (size_t i = 0; i < n; i++) {
+        sp_objs[i] = malloc(SP_SIZE);
+        if (sp_objs[i] == NULL) fail_msg("malloc failed");
+        pat_fill(sp_objs[i], SP_SIZE, (uint32_t)i);
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (sp_survivor(sp_objs[i])) sp_nsurv++;
+        else free(sp_objs[i]);
+    }
+    return NULL;
+}
+
+static void sp_make(size_t n) {
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, sp_thread, (void *)(uintptr_t)n), 0);
+    assert_int_equal(pthread_join(t, NULL), 0);
+}
+
+static void test_sparse_spans_release(void **state) {
+    (void)state;
+    gm_memstats m0, m1, m2;
+    sp_make(SP_OBJS);
+    assert_true(sp_nsurv >= SP_OBJS / 8 * 9 / 10); /* fresh spans: nearly every slot 0 is ours */
+    gm_read_memstats(&m0);
+    gm_free_os_memory();
+    gm_read_memstats(&m1);
+    uint64_t gained = m1.heap_inuse_released - m0.heap_inuse_released;
+    print_message("# %zu spans kept by one object; %llu KiB of their free pages released\n", sp_nsurv,
+                  (unsigned long long)(gained >> 10));
+    assert_true(gained >= (uint64_t)sp_nsurv * 4096 * 9 / 10);
+    assert_true(m1.heap_inuse_released <= m1.heap_inuse);
+    size_t gone = 0;
+    for (size_t i = 0; i < SP_OBJS; i++) {
+        if (!sp_survivor(sp_objs[i])) continue;
+        assert_pattern(sp_objs[i], SP_SIZE, (uint32_t)i); /* its own page stays */
+        unsigned char vec[2];
+        assert_int_equal(mincore(sp_objs[i], GM_PAGE_SIZE, vec), 0);
+        if (!(vec[0] & 1)) fail_msg("the page of a live object was released");
+        gone += !(vec[1] & 1);
+    }
+    /* MADV_FREE leaves the pages mapped until the kernel wants them. */
+    if (gm_opt.madvdontneed) assert_true(gone >= sp_nsurv * 9 / 10);
+    /* The free slots work again: calloc hands them out zeroed, and they hold what is
+     * written. The spans leave the count as threads take them. */
+    static char *again[SP_OBJS];
+    for (size_t i = 0; i < SP_OBJS; i++) {
+        again[i] = calloc(1, SP_SIZE);
+        assert_non_null(again[i]);
+        for (size_t j = 0; j < SP_SIZE; j += 8)
+            if (again[i][j] != 0) fail_msg("calloc byte %zu = %#x in a reused sparse span", j, again[i][j]);
+        pat_fill(again[i], SP_SIZE, (uint32_t)(i + SP_OBJS));
+    }
+    gm_read_memstats(&m2);
+    assert_true(m2.heap_inuse_released < m1.heap_inuse_released);
+    for (size_t i = 0; i < SP_OBJS; i++) {
+        assert_pattern(again[i], SP_SIZE, (uint32_t)(i + SP_OBJS));
+        free(again[i]);
+    }
+    for (size_t i = 0; i < SP_OBJS; i++)
+        if (sp_survivor(sp_objs[i])) {
+            assert_pattern(sp_objs[i], SP_SIZE, (uint32_t)i);
+            free(sp_objs[i]);
+        }
+    gm_free_os_memory();
+    gm_read_memstats(&m2);
+    assert_true(m2.heap_released <= m2.heap_idle);
+    assert_true(m2.heap_inuse_released <= m2.heap_inuse);
+}
+
+/* A second free of an object whose page went back: its free mark went with the page, so
+ * the free is taken, and caught when the thread's list reaches the span. */
+static void *sp_free_again(void *arg) {
+    free(arg);
+    return NULL; /* thread exit hands the list to mcentral */
+}
+static void sp_double_free_child(void) {
+    sp_make(64);
+    gm_free_os_memory();
+    for (size_t i = 0; i < 64; i++)
+        if (sp_survivor(sp_objs[i])) {
+            pthread_t t;
+            pthread_create(&t, NULL, sp_free_again, sp_objs[i] + 4096); /* slot 4: freed, released */
+            pthread_join(t, NULL);
+            break;
+        }
+}
+static void test_sparse_double_free(void **state) {
+    (void)state;
+    char err[512];
+    int sig = gm_run_child(sp_double_free_child, err, sizeof err);
+    if (sig != SIGABRT || strstr(err, "gomalloc: free(): double free 0x") == NULL)
+        fail_msg("expected SIGABRT and a double free report; signal %d, stderr: \"%s\"", sig, err);
+}
+
 static void *hammer(void *arg) {
     atomic_bool *stop = arg;
     while (!atomic_load(stop)) {
@@ -250,6 +360,8 @@ int main(void) {
         cmocka_unit_test(test_free_os_memory_releases_now),
         cmocka_unit_test(test_malloc_trim),
         cmocka_unit_test(test_calloc_after_release),
+        cmocka_unit_test(test_sparse_spans_release),
+        cmocka_unit_test(test_sparse_double_free),
         cmocka_unit_test(test_fork_while_scavenging),
         cmocka_unit_test(test_memory_limit),
         cmocka_unit_test(test_scavtrace),
