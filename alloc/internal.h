@@ -420,6 +420,7 @@ void mcentral_free_list(unsigned sizeclass, void *list);
  * running. Returns bytes released. */
 size_t mcentral_release_sparse(size_t want);
 uint64_t mcentral_released_bytes(void); /* pages of spans on the lists that are released now */
+uint64_t mcentral_activity(void);       /* spans handed to threads so far: changes while any class is busy */
 void mcentral_fork_child(void);         /* after mcentral_reset_locks */
 void mcentral_lock_all(void);
 void mcentral_unlock_all(void);

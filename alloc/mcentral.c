@@ -14,6 +14,7 @@ typedef struct mcentral {
     mspan *partial;
     mspan *full;
     mspan *sparse;
+    uint64_t handed; /* spans handed to threads; read without the lock (mcentral_activity) */
 } GM_ALIGNED(GM_CACHE_LINE) mcentral;
 
 static mcentral gm_central[GM_NUM_CLASSES];
@@ -62,6 +63,7 @@ void mcentral_init(void) {
 mspan *mcentral_cache_span(unsigned sizeclass) {
     mcentral *c = &gm_central[sizeclass];
     gm_lock(&c->lock);
+    __atomic_store_n(&c->handed, c->handed + 1, __ATOMIC_RELAXED);
     mspan *s = c->partial != NULL ? c->partial : c->sparse;
     if (s != NULL) {
         list_remove(c, s);
@@ -154,7 +156,7 @@ void mcentral_free_list(unsigned sizeclass, void *list) {
             s->deferred = o;
         } else {
             if (!mspan_free_slot(s, o)) gm_fatal("free(): double free", o);
-                if (place(c, s)) {
+            if (place(c, s)) {
                 s->next = empties;
                 empties = s;
             }
@@ -289,6 +291,12 @@ size_t mcentral_release_sparse(size_t want) {
     }
     atomic_flag_clear_explicit(&sparse_busy, memory_order_release);
     return done;
+}
+
+uint64_t mcentral_activity(void) {
+    uint64_t sum = 0;
+    for (unsigned cl = 1; cl < GM_NUM_CLASSES; cl++) sum += __atomic_load_n(&gm_central[cl].handed, __ATOMIC_RELAXED);
+    return sum;
 }
 
 uint64_t mcentral_released_bytes(void) { return atomic_load_explicit(&released_bytes, memory_order_relaxed); }

@@ -28,7 +28,7 @@
 #define LARGE_IDLE_NS 1000000000ull /* a thread's cached large spans live 1..2 s unused */
 #define SPARSE_MIN_BYTES (4u << 20) /* resident span bytes beyond the live ones always allowed */
 #define SPARSE_SHARE 8              /* ... or 1/8 of resident heap_inuse, if more */
-#define SPARSE_QUIET_BUCKETS 10     /* ... and only after 500 ms with no span allocated */
+#define SPARSE_QUIET_NS 500000000ull /* ... and only after 500 ms with no span handed to a thread */
 
 /* ---- state ---- */
 
@@ -46,7 +46,7 @@ static struct {
     uint64_t max[PEAK_BUCKETS];
     uint64_t bucket[PEAK_BUCKETS];
 } peak;
-static _Atomic uint64_t last_alloc_bucket; /* the bucket of the latest span allocation */
+
 
 /* Run being released without the heap lock (so a fork child can give it back). */
 static struct {
@@ -66,7 +66,6 @@ void scavenger_note_inuse(uint64_t inuse) {
     uint64_t gone = mcentral_released_bytes();
     inuse = inuse > gone ? inuse - gone : 0;
     uint64_t b = now_ns(CLOCK_MONOTONIC_COARSE) / (PEAK_BUCKET_MS * 1000000ull);
-    atomic_store_explicit(&last_alloc_bucket, b, memory_order_relaxed);
     unsigned i = (unsigned)(b % PEAK_BUCKETS);
     if (peak.bucket[i] != b) {
         peak.bucket[i] = b;
@@ -121,14 +120,22 @@ static size_t overage_locked(bool *force) {
  * shift keeps the peak of every size it ever used (bench/frag). The difference also counts
  * thread lists, carved-out spans and slots that share a page with a live object, none of
  * which can go: the release looks at each span once per change, so asking for them costs a
- * walk over the spans that changed, not a loop. Only a heap that has allocated no span for
- * 500 ms qualifies: in a busy one the pages fault back in as soon as the spans are used
- * again (bench/frag: the thread spent its budget on them during the run, and the idle
- * pages went back later). The live bytes are summed over every thread's counters, as
- * gm_read_memstats does, so this is asked only on the background thread's polls. */
+ * walk over the spans that changed, not a loop. Only a heap where no thread took a span
+ * from mcentral for 500 ms qualifies: in a busy one the pages fault back in as soon as the
+ * spans are used again (bench/frag: the thread spent its budget on them during the run,
+ * and the idle pages went back later), and a program in a steady state takes spans from
+ * the lists without allocating new ones. The live bytes are summed over every thread's
+ * counters, as gm_read_memstats does, so this is asked only on the background thread's
+ * polls (it alone calls it: the statics are its own). */
 static size_t sparse_overage(void) {
-    uint64_t b = now_ns(CLOCK_MONOTONIC_COARSE) / (PEAK_BUCKET_MS * 1000000ull);
-    if (b - atomic_load_explicit(&last_alloc_bucket, memory_order_relaxed) < SPARSE_QUIET_BUCKETS) return 0;
+    static uint64_t seen_activity, seen_ns;
+    uint64_t now = now_ns(CLOCK_MONOTONIC_COARSE), a = mcentral_activity();
+    if (a != seen_activity) {
+        seen_activity = a;
+        seen_ns = now;
+        return 0;
+    }
+    if (now - seen_ns < SPARSE_QUIET_NS) return 0;
     gm_memstats m;
     gm_read_memstats(&m);
     uint64_t resident = m.heap_inuse > m.heap_inuse_released ? m.heap_inuse - m.heap_inuse_released : 0;
