@@ -391,7 +391,8 @@ typedef struct guard_set {
     uintptr_t page[GUARD_SET_MAX]; /* the first of those */
 } guard_set;
 void pagealloc_set_guard(uintptr_t page);
-/* pre: [base, base+npages) free, its memory already gone (moved away): marks it released. */
+/* pre: [base, base+npages) free, its memory already gone (moved away, or released while
+ * its span lived: mheap_free_span_locked): marks it released. */
 void pagealloc_set_released(uintptr_t base, size_t npages);
 void pagealloc_take_guards(uintptr_t base, size_t npages, guard_set *g);
 uintptr_t pagealloc_alloc_on_guard(size_t npages, size_t *scav_pages);

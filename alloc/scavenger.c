@@ -47,7 +47,6 @@ static struct {
     uint64_t bucket[PEAK_BUCKETS];
 } peak;
 
-
 /* Run being released without the heap lock (so a fork child can give it back). */
 static struct {
     uintptr_t base;
@@ -60,11 +59,13 @@ static uint64_t now_ns(clockid_t clk) {
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-/* pre: heap lock held. Records resident heap_inuse (without the pages of spans that went
- * back, mcentral_release_sparse) in the current 50 ms bucket. */
+/* heap_inuse without the pages of it that went back (mcentral_release_sparse); the two
+ * are read apart, so clamped. */
+static uint64_t resident(uint64_t inuse, uint64_t gone) { return inuse > gone ? inuse - gone : 0; }
+
+/* pre: heap lock held. Records resident heap_inuse in the current 50 ms bucket. */
 void scavenger_note_inuse(uint64_t inuse) {
-    uint64_t gone = mcentral_released_bytes();
-    inuse = inuse > gone ? inuse - gone : 0;
+    inuse = resident(inuse, mcentral_released_bytes());
     uint64_t b = now_ns(CLOCK_MONOTONIC_COARSE) / (PEAK_BUCKET_MS * 1000000ull);
     unsigned i = (unsigned)(b % PEAK_BUCKETS);
     if (peak.bucket[i] != b) {
@@ -83,10 +84,7 @@ static uint64_t recent_peak(uint64_t inuse) {
     return p;
 }
 
-/* heap_inuse without the pages of it that went back (read apart, so clamped). */
-static uint64_t resident_inuse(const mheap_stats *h) {
-    return h->heap_inuse > h->heap_inuse_released ? h->heap_inuse - h->heap_inuse_released : 0;
-}
+static uint64_t resident_inuse(const mheap_stats *h) { return resident(h->heap_inuse, h->heap_inuse_released); }
 
 /* What the scavenger should still release, in bytes (0 = nothing). Retained memory (heap
  * backed by RAM: heap_sys - heap_released - heap_inuse_released) may exceed the recent
@@ -138,10 +136,10 @@ static size_t sparse_overage(void) {
     if (now - seen_ns < SPARSE_QUIET_NS) return 0;
     gm_memstats m;
     gm_read_memstats(&m);
-    uint64_t resident = m.heap_inuse > m.heap_inuse_released ? m.heap_inuse - m.heap_inuse_released : 0;
-    uint64_t allow = resident / SPARSE_SHARE;
+    uint64_t res = resident(m.heap_inuse, m.heap_inuse_released);
+    uint64_t allow = res / SPARSE_SHARE;
     if (allow < SPARSE_MIN_BYTES) allow = SPARSE_MIN_BYTES;
-    return resident > m.heap_alloc + allow ? (size_t)(resident - m.heap_alloc - allow) : 0;
+    return res > m.heap_alloc + allow ? (size_t)(res - m.heap_alloc - allow) : 0;
 }
 
 /* overage_locked under the heap lock, with the heap's numbers at the same moment. */
@@ -334,8 +332,8 @@ static void *scavenger_main(void *arg) {
         double budget = tokens < MAX_BURST_NS && !force ? tokens : MAX_BURST_NS;
         uint64_t t0 = now_ns(CLOCK_THREAD_CPUTIME_ID), worked = 0;
         size_t done = 0;
-        size_t chunk = RUN_PAGES << GM_PAGE_SHIFT;
         while (done < over && (double)worked < budget) {
+            size_t chunk = RUN_PAGES << GM_PAGE_SHIFT;
             size_t n = release(over - done < chunk ? over - done : chunk);
             if (n == 0) break;
             done += n;

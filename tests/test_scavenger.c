@@ -1,7 +1,8 @@
 /* test_scavenger.c: memory goes back to the OS. RSS falls under a deadline after a big free
  * with no further allocator calls; gm_free_os_memory and malloc_trim release at once; a
  * released page comes back zeroed for calloc; free pages inside spans that keep an object
- * go back too, and their slots work again afterwards; fork while the scavenger works; the
+ * go back too, their slots work again afterwards, and a span that dies hands them to the
+ * page heap as released; fork while the scavenger works; the
  * memory limit holds committed memory down; scavtrace prints Go's line. Also run with
  * GOMALLOC=madvdontneed=0 (MADV_FREE: RSS may stay, so heap_released is checked instead). */
 #include <errno.h>
@@ -217,6 +218,62 @@ static void test_sparse_spans_release(void **state) {
     assert_true(m2.heap_inuse_released <= m2.heap_inuse);
 }
 
+/* A span that dies with released pages hands them to the page heap as released, so
+ * heap_released stays true without a second madvise. 3 KiB objects, 8 to a 3-page span:
+ * slot 0 keeps the span's first OS page; its second and third 8 KiB pages go back whole. */
+#define SD_SIZE 3072
+#define SD_OBJS (8 * 256)
+static char *sd_objs[SD_OBJS];
+static size_t sd_nsurv;
+static bool sd_survivor(const char *p) { return span_of((uintptr_t)p)->base == (uintptr_t)p; }
+
+static void *sd_make(void *arg) {
+    (void)arg;
+    sd_nsurv = 0;
+    for (size_t i = 0; i < SD_OBJS; i++) {
+        sd_objs[i] = malloc(SD_SIZE);
+        if (sd_objs[i] == NULL) fail_msg("malloc failed");
+        memset(sd_objs[i], 0x5a, SD_SIZE);
+    }
+    for (size_t i = 0; i < SD_OBJS; i++) {
+        if (sd_survivor(sd_objs[i])) sd_nsurv++;
+        else free(sd_objs[i]);
+    }
+    return NULL;
+}
+
+static void *sd_free_survivors(void *arg) {
+    (void)arg;
+    for (size_t i = 0; i < SD_OBJS; i++)
+        if (sd_survivor(sd_objs[i])) free(sd_objs[i]);
+    return NULL; /* thread exit hands them to mcentral, and the spans die */
+}
+
+static void test_sparse_span_death(void **state) {
+    (void)state;
+    assert_int_equal(gm_class_to_npages[sizeclass_of(SD_SIZE)], 3);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, sd_make, NULL), 0);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_true(sd_nsurv >= SD_OBJS / 8 * 9 / 10);
+    gm_memstats m0, m1, m2;
+    gm_read_memstats(&m0);
+    gm_free_os_memory();
+    gm_read_memstats(&m1);
+    /* 5 of each span's 6 OS pages go. */
+    assert_true(m1.heap_inuse_released - m0.heap_inuse_released >= (uint64_t)sd_nsurv * 5 * 4096 * 9 / 10);
+    assert_int_equal(pthread_create(&t, NULL, sd_free_survivors, NULL), 0);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    gm_read_memstats(&m2);
+    print_message("# %zu spans died with %llu KiB released inside; heap_released +%llu KiB\n", sd_nsurv,
+                  (unsigned long long)((m1.heap_inuse_released - m2.heap_inuse_released) >> 10),
+                  (unsigned long long)((m2.heap_released - m1.heap_released) >> 10));
+    assert_true(m1.heap_inuse_released - m2.heap_inuse_released >= (uint64_t)sd_nsurv * 5 * 4096 * 9 / 10);
+    /* Two whole 8 KiB pages per span (the background thread may only add to this). */
+    assert_true(m2.heap_released - m1.heap_released >= (uint64_t)sd_nsurv * 2 * GM_PAGE_SIZE * 9 / 10);
+    assert_true(m2.heap_released <= m2.heap_idle);
+}
+
 /* A second free of an object whose page went back: its free mark went with the page, so
  * the free is taken, and caught when the thread's list reaches the span. */
 static void *sp_free_again(void *arg) {
@@ -362,6 +419,7 @@ int main(void) {
         cmocka_unit_test(test_calloc_after_release),
         cmocka_unit_test(test_sparse_spans_release),
         cmocka_unit_test(test_sparse_double_free),
+        cmocka_unit_test(test_sparse_span_death),
         cmocka_unit_test(test_fork_while_scavenging),
         cmocka_unit_test(test_memory_limit),
         cmocka_unit_test(test_scavtrace),
