@@ -84,14 +84,16 @@ typedef struct {
     uint32_t slotbytes; /* nelems * size */
 } gm_class_slot_t;
 extern const gm_class_slot_t gm_class_slot[GM_NUM_CLASSES];
-extern const uint8_t gm_size_to_class16[GM_MAX_NELEMS / 8 + 1];         /* 1024/16 + 1 = 65 */
-extern const uint8_t gm_size_to_class128[(GM_MAX_SMALL_SIZE - 1024) / 128 + 1]; /* 249 */
+/* Size -> class times 8: the malloc fast path uses it as a byte offset into sample_at and,
+ * times 4, into mcache.list, with no shift of its own. */
+extern const uint16_t gm_size_to_class8_16[GM_MAX_NELEMS / 8 + 1];         /* 1024/16 + 1 = 65 */
+extern const uint16_t gm_size_to_class8_128[(GM_MAX_SMALL_SIZE - 1024) / 128 + 1]; /* 249 */
 
 /* pre: size <= GM_MAX_SMALL_SIZE. post: the smallest class whose size is >= size (size 0
  * maps to the 16-byte class). Two table loads, no loop. */
 GM_INLINE unsigned sizeclass_of(size_t size) {
-    if (size <= 1024) return gm_size_to_class16[(size + 15) >> 4];
-    return gm_size_to_class128[(size - 1024 + 127) >> 7];
+    if (size <= 1024) return gm_size_to_class8_16[(size + 15) >> 4] >> 3;
+    return gm_size_to_class8_128[(size - 1024 + 127) >> 7] >> 3;
 }
 
 /* ==== os_linux.c: the only file that calls mmap, munmap, madvise and getrandom. Every
@@ -183,9 +185,8 @@ enum { MSPAN_LIST_NONE = 0, MSPAN_LIST_PARTIAL = 1, MSPAN_LIST_FULL = 2, MSPAN_L
 typedef struct mspan {
     /* The fields read for every object the slow paths take (mcentral_free_list, check_live)
      * come first, in 32 bytes: the pool (mheap.c) places structs 32-byte aligned, so those
-     * bytes are always in one cache line, and the span map's entries have 5 low bits free
-     * (SPANREF). (A pooled free struct keeps its free link in base.) The fast paths read
-     * the span map entry only. */
+     * bytes are always in one cache line. (A pooled free struct keeps its free link in
+     * base.) The fast paths read the span map entry only (SPANREF). */
     uintptr_t base;            /* first byte, page aligned */
     uintptr_t limit;           /* end of the last slot */
     uint32_t divmagic;         /* (off * divmagic) >> 32 == off / elemsize for off <= span bytes */
@@ -212,7 +213,7 @@ _Static_assert(offsetof(mspan, next) == 32, "the slow paths' fields must fit in 
 
 /* Static span standing for "these pages were freed": the span map points here after a
  * span dies, so a second free is reported as a double free, not a wild pointer. 32-byte
- * aligned, like every span struct the span map names (SPANREF). */
+ * aligned, like every pooled span struct. */
 extern mspan mspan_dead;
 
 void mspan_init_small(mspan *s, unsigned sizeclass);
@@ -251,6 +252,12 @@ GM_INLINE bool class_is_slot(size_t cl, uint64_t off) {
      * more, and the free fast path saved and restored one (2 instructions). */
     return off < gm_class_slot[cl].slotbytes && (uint32_t)(off * gm_class_slot[cl].divmagic) < gm_class_slot[cl].divmagic;
 }
+/* The same, from the class times 8 (spanref_freeclass8): the free fast path indexes the
+ * table with it as a byte offset, which saves the shift. */
+GM_INLINE bool class8_is_slot(size_t cl8, uint64_t off) {
+    const gm_class_slot_t *cs = (const gm_class_slot_t *)((const char *)gm_class_slot + cl8);
+    return off < cs->slotbytes && (uint32_t)(off * cs->divmagic) < cs->divmagic;
+}
 /* Fast inline variant of the allocCache step: ~8 instructions, no loop. */
 GM_INLINE void *mspan_next_free_fast(mspan *s) {
     uint64_t cache = s->alloc_cache;
@@ -267,8 +274,18 @@ GM_INLINE void *mspan_next_free_fast(mspan *s) {
 
 /* ==== mheap.c: arenas, the span map, span allocation, large objects ==== */
 typedef struct palloc_chunk palloc_chunk;
+/* A span map entry (Go's heapArena.spans, with tcmalloc's page -> size class cache folded
+ * in), one per page. The span struct's address is for the slow paths; ref holds what the
+ * fast paths need of a small span, so a free and the secure pop check read the entry and
+ * the class tables, never the span struct (a cache line per span, where entries are 4
+ * pages to a line). Both in one 16-byte entry: mcentral_free_list reads both for every
+ * object it takes back, in one line. */
+typedef struct spanmap_entry {
+    uint64_t ref; /* SPANREF of a small span's pages; 0 for a large or dead span */
+    mspan *span;  /* NULL = never used */
+} spanmap_entry;
 typedef struct heap_arena {
-    uint64_t spans[GM_PAGES_PER_ARENA]; /* page -> SPANREF of its span; 0 = never used */
+    spanmap_entry spans[GM_PAGES_PER_ARENA];
     uintptr_t base;
     struct palloc_chunk *chunks;        /* GM_CHUNKS_PER_ARENA page bitmaps (pagealloc.c) */
 } heap_arena;
@@ -283,42 +300,45 @@ GM_INLINE heap_arena *arena_of(uintptr_t p) {
     if (gm_unlikely(idx >= GM_ARENA_L2_ENTRIES)) return NULL;
     return gm_arena_map[idx];
 }
-/* A span map entry (Go's heapArena.spans, with tcmalloc's page -> size class cache folded
- * in): the span struct's address, and for a small span's pages what the fast paths need of
- * the span, so a free and the secure pop check read the entry and the class tables, never
- * the span struct (a cache line per span, where the entries are 8 pages to a line).
- * Bits 0-4: the page's index in its span (small spans have at most 10 pages). Bits 5-46:
- * the struct's address (32-byte aligned). Bits 48-55: the size class. Bits 56-63: the
+/* A small span's ref: bits 13-46 are the span's base (page aligned, below 2^47), bits 0-12
+ * are zero, so the low 32 bits of p - ref are p's offset in its span: one subtract, and
+ * the same value for every page of the span. Bits 47-53: the size class. Bits 57-63: the
  * class free files the page's objects under: the size class, or 0 while some object of
  * the span is sampled by the heap profiler, which sends every free in the span to the
  * slow path (class 0's list has no room) where the sample is closed, so unsampled frees
- * pay nothing for profiling. A large or dead span's entries are its address alone.
- * Written under the heap lock (mheap.c) or, for the free class, the profile lock; read
- * racily (relaxed) by the fast paths. */
-#define SPANREF(s, index, sizeclass, freeclass) \
-    ((uint64_t)(uintptr_t)(s) | (uint64_t)(index) | (uint64_t)(sizeclass) << 48 | (uint64_t)(freeclass) << 56)
-#define SPANREF_INDEX_MASK ((uint64_t)31)
-#define SPANREF_SPAN_MASK ((((uint64_t)1 << GM_ADDR_BITS) - 1) & ~SPANREF_INDEX_MASK)
-/* p's span map entry; 0 for NULL, foreign pointers and addresses beyond GM_ADDR_BITS. */
+ * pay nothing for profiling. Bits 54-56 are zero, so ref >> 54 is the free class times 8:
+ * a byte offset into gm_class_slot and, times 4, into mcache.list, with no shift of its
+ * own. Written under the heap lock (mheap.c) or, for the free class, the profile lock;
+ * read racily (relaxed) by the fast paths. */
+#define SPANREF(base, sizeclass, freeclass) \
+    ((uint64_t)(base) | (uint64_t)(sizeclass) << 47 | (uint64_t)(freeclass) << 57)
+_Static_assert(GM_NUM_CLASSES <= 128, "a class must fit SPANREF's 7 bits");
+_Static_assert(GM_ADDR_BITS <= 47 && GM_PAGE_SHIFT >= 13, "a span's base must fit SPANREF's bits 13-46");
+/* p's entry, or NULL for foreign pointers and addresses beyond GM_ADDR_BITS. */
+GM_INLINE const spanmap_entry *span_entry(uintptr_t p) {
+    heap_arena *ha = arena_of(p);
+    if (ha == NULL) return NULL;
+    return &ha->spans[(p >> GM_PAGE_SHIFT) & (GM_PAGES_PER_ARENA - 1)];
+}
+/* p's SPANREF; 0 for NULL, foreign pointers, large and dead spans. */
 GM_INLINE uint64_t span_ref(uintptr_t p) {
     uintptr_t idx = p >> GM_ARENA_SHIFT;
     if (gm_unlikely(idx >= GM_ARENA_L2_ENTRIES)) return 0;
     heap_arena *ha = gm_arena_map[idx];
     if (ha == NULL) return 0;
-    return __atomic_load_n(&ha->spans[(p >> GM_PAGE_SHIFT) & (GM_PAGES_PER_ARENA - 1)], __ATOMIC_RELAXED);
+    return __atomic_load_n(&ha->spans[(p >> GM_PAGE_SHIFT) & (GM_PAGES_PER_ARENA - 1)].ref, __ATOMIC_RELAXED);
 }
-GM_INLINE mspan *spanref_span(uint64_t ref) { return (mspan *)(uintptr_t)(ref & SPANREF_SPAN_MASK); }
-GM_INLINE unsigned spanref_sizeclass(uint64_t ref) { return (unsigned)(ref >> 48) & 0xff; }
-GM_INLINE size_t spanref_freeclass(uint64_t ref) { return (size_t)(ref >> 56); }
-/* p's offset in its (small) span, given its page's entry. */
-GM_INLINE uint64_t spanref_offset(uintptr_t p, uint64_t ref) {
-    return (p & (GM_PAGE_SIZE - 1)) | (ref & SPANREF_INDEX_MASK) << GM_PAGE_SHIFT;
-}
+GM_INLINE unsigned spanref_sizeclass(uint64_t ref) { return (unsigned)(ref >> 47) & 0x7f; }
+GM_INLINE size_t spanref_freeclass(uint64_t ref) { return (size_t)(ref >> 57); }
+/* The free class times 8 (see SPANREF). */
+GM_INLINE size_t spanref_freeclass8(uint64_t ref) { return (size_t)(ref >> 54); }
+/* p's offset in its small span, given its page's ref. */
+GM_INLINE uint64_t spanref_offset(uintptr_t p, uint64_t ref) { return (uint32_t)(p - (uintptr_t)ref); }
 /* O(1) pointer -> span (Go's spanOf): NULL for foreign pointers and never-used pages. */
 GM_INLINE mspan *span_of(uintptr_t p) {
-    heap_arena *ha = arena_of(p);
-    if (ha == NULL) return NULL;
-    return spanref_span(__atomic_load_n(&ha->spans[(p >> GM_PAGE_SHIFT) & (GM_PAGES_PER_ARENA - 1)], __ATOMIC_RELAXED));
+    const spanmap_entry *e = span_entry(p);
+    if (e == NULL) return NULL;
+    return __atomic_load_n(&e->span, __ATOMIC_RELAXED);
 }
 
 extern gm_lock_t gm_heap_lock;
@@ -449,6 +469,7 @@ typedef struct gm_freelist {
     uint64_t nmalloc; /* cumulative objects handed out in this class */
     uint64_t nfree;   /* cumulative objects freed into this list */
 } gm_freelist;
+_Static_assert(sizeof(gm_freelist) % 8 == 0, "the free fast path scales the class times 8 to reach its list");
 
 /* The owner's counter updates: it is the only writer, so a plain read plus an atomic store
  * (a single `mov` on x86-64 and aarch64) is enough for gm_read_memstats's reader, which
@@ -701,12 +722,15 @@ GM_INLINE void *freelist_decode(const void *obj, const void *stored) { return fr
  * list comes once per refill, and the slow path tells it from corruption, so the common
  * case pays no test for it. Reads next's span map entry, never its span struct: the
  * entry is the one next's own free will read. */
-GM_INLINE bool freelist_pop_ok(const void *obj, const void *next, unsigned cl) {
+GM_INLINE bool freelist_pop_ok(const void *obj, const void *next, size_t cl8) {
     uintptr_t n = (uintptr_t)next;
     /* The mark first: tested after the entry, it cost a register save and 3 instructions. */
     if ((uint64_t)(uintptr_t)((void *const *)obj)[1] != gm_free_mark(obj)) return false;
-    uint64_t ref = span_ref(n);
-    return spanref_sizeclass(ref) == cl && class_is_slot(cl, spanref_offset(n, ref));
+    /* No arena (NULL included) fails here rather than as ref 0: the join cost 3 moves. */
+    const spanmap_entry *e = span_entry(n);
+    if (gm_unlikely(e == NULL)) return false;
+    uint64_t ref = __atomic_load_n(&e->ref, __ATOMIC_RELAXED);
+    return (size_t)spanref_sizeclass(ref) * 8 == cl8 && class8_is_slot(cl8, spanref_offset(n, ref));
 }
 
 /* The link of obj, an object on a class-cl thread list, for the slow paths that walk a
@@ -715,7 +739,7 @@ GM_INLINE bool freelist_pop_ok(const void *obj, const void *next, unsigned cl) {
 GM_INLINE void *freelist_next(void *obj, unsigned cl) {
     void *next = freelist_decode(obj, ((void **)obj)[0]);
 #if GM_SECURE_BUILD
-    if (gm_unlikely(!freelist_pop_ok(obj, next, cl))) secure_check_pop(obj, next);
+    if (gm_unlikely(!freelist_pop_ok(obj, next, (size_t)cl * 8))) secure_check_pop(obj, next);
 #else
     (void)cl;
 #endif
@@ -723,25 +747,24 @@ GM_INLINE void *freelist_next(void *obj, unsigned cl) {
 }
 
 /* The malloc fast path, shared by gm_malloc and malloc (override.c): one table lookup,
- * one TLS load, the class's malloc count against its sampling point, pop its list. ~23
- * instructions (callgrind, bench/); a sampled allocation leaves through the slow path. A
- * -Dsecure=true build adds the decode and check of freelist_next, ~40 more: 64
- * instructions to its ret against 24, and 148 per malloc+free pair against 87
- * (bench/compare.sh --callgrind, 2026-12-02). */
+ * one TLS load, the class's malloc count against its sampling point, pop its list. 22
+ * instructions to its ret (objdump); a sampled allocation leaves through the slow path. A
+ * -Dsecure=true build adds the decode and check of freelist_next. A malloc+free pair:
+ * 81 instructions, secure 122 (bench/compare.sh --callgrind, 2026-12-02, session 11). */
 GM_INLINE void *gm_malloc_inline(size_t size) {
     mcache *c = gm_tls_mcache;
-    unsigned cl;
+    size_t cl8; /* the class times 8, a byte offset (gm_size_to_class8_16) */
     /* Sizes up to 1 KiB first: one compare on the commonest path, not two. */
-    if (gm_likely(size <= 1024)) cl = gm_size_to_class16[(size + 15) >> 4];
-    else if (gm_likely(size <= GM_MAX_SMALL_SIZE)) cl = gm_size_to_class128[(size - 1024 + 127) >> 7];
+    if (gm_likely(size <= 1024)) cl8 = gm_size_to_class8_16[(size + 15) >> 4];
+    else if (gm_likely(size <= GM_MAX_SMALL_SIZE)) cl8 = gm_size_to_class8_128[(size - 1024 + 127) >> 7];
     else return gm_malloc_slow(size, false);
-    gm_freelist *fl = &c->list[cl];
+    gm_freelist *fl = (gm_freelist *)((char *)c->list + cl8 * (sizeof(gm_freelist) / 8));
     void **p = (void **)fl->head;
     uint64_t n = fl->nmalloc + 1;
-    if (gm_likely(p != NULL && n <= c->sample_at[cl])) {
+    if (gm_likely(p != NULL && n <= *(const uint64_t *)((const char *)c->sample_at + cl8))) {
         void *next = freelist_decode(p, p[0]);
 #if GM_SECURE_BUILD
-        if (gm_unlikely(!freelist_pop_ok(p, next, cl))) return secure_pop_last(fl, p, next);
+        if (gm_unlikely(!freelist_pop_ok(p, next, cl8))) return secure_pop_last(fl, p, next);
         /* The next pop's chain is longer here (its link, then its successor's span map
          * entry): start the first load now. ab.py secure before/after, 7 runs: churn
          * 0.97, prodcons-2t 0.89, mstress-2t 0.92; a default build gained nothing. */
@@ -759,27 +782,33 @@ GM_INLINE void *gm_malloc_inline(size_t size) {
  * double-free mark check, push onto this thread's list. Anything unusual goes to
  * gm_free_slow: foreign pointers (no entry), interior pointers (not a slot start), double
  * frees (mark present), a full list (no cap left), spans holding a profiled object
- * (free class 0), and large objects and dead spans (class 0 too).
- * ~49 instructions (callgrind, bench/cg_pairs), 6 more than when it read the span struct,
- * but one dependent load fewer: bench_micro's malloc+free pairs ran 10% faster; a
- * -Dsecure=true build adds the link's encoding, ~4 more. */
+ * (free class 0), and large objects and dead spans (ref 0: class 0 too).
+ * 44 instructions to its ret (objdump; 48 while the entry held the page's index and the
+ * list was found by a shift); a -Dsecure=true build adds the link's encoding, ~4 more. */
 GM_INLINE void gm_free_inline(void *ptr) {
     uintptr_t p = (uintptr_t)ptr;
     mcache *c = gm_tls_mcache;
-    uint64_t ref = span_ref(p);
-    size_t fc = spanref_freeclass(ref);
-    gm_freelist *fl = &c->list[fc];
-    void **o = (void **)ptr;
-    uint64_t nf = fl->nfree; /* loaded once: the stores to o below might alias it */
-    if (gm_likely(class_is_slot(fc, spanref_offset(p, ref)) && (int64_t)(nf - fl->nmalloc) < fl->cap &&
-                  (uint64_t)(uintptr_t)o[1] != gm_free_mark(ptr))) {
-        o[0] = freelist_encode(o, fl->head);
-        o[1] = (void *)(uintptr_t)gm_free_mark(ptr);
-        fl->head = o;
-        __atomic_store_n(&fl->nfree, nf + 1, __ATOMIC_RELEASE); /* gm_count_free */
+    /* Foreign pointers and NULL (arena 0 is never mapped) leave before the entry is read:
+     * joined with the rest as "ref 0", they cost the common path 3 instructions. */
+    const spanmap_entry *e = span_entry(p);
+    if (gm_likely(e != NULL)) {
+        uint64_t ref = __atomic_load_n(&e->ref, __ATOMIC_RELAXED);
+        size_t fc8 = spanref_freeclass8(ref);
+        gm_freelist *fl = (gm_freelist *)((char *)c->list + fc8 * (sizeof(gm_freelist) / 8));
+        void **o = (void **)ptr;
+        uint64_t nf = fl->nfree; /* loaded once: the stores to o below might alias it */
+        if (gm_likely(class8_is_slot(fc8, spanref_offset(p, ref)) && (int64_t)(nf - fl->nmalloc) < fl->cap &&
+                      (uint64_t)(uintptr_t)o[1] != gm_free_mark(ptr))) {
+            o[0] = freelist_encode(o, fl->head);
+            o[1] = (void *)(uintptr_t)gm_free_mark(ptr);
+            fl->head = o;
+            __atomic_store_n(&fl->nfree, nf + 1, __ATOMIC_RELEASE); /* gm_count_free */
+            return;
+        }
+    } else if (ptr == NULL) {
         return;
     }
-    if (ptr != NULL) gm_free_slow(ptr);
+    gm_free_slow(ptr);
 }
 
 #pragma GCC visibility pop

@@ -381,7 +381,7 @@ void *gm_realloc(void *ptr, size_t size) {
         if (size <= old) return ptr; /* glibc keeps the pointer when the block still fits */
         goto move;
     }
-    s = check_live_span(ptr, spanref_span(ref), "realloc()", "realloc(): invalid pointer", "realloc(): double free");
+    s = check_live_span(ptr, span_of(p), "realloc()", "realloc(): invalid pointer", "realloc(): double free");
     if (s == NULL) {
         errno = EINVAL;
         return NULL;

@@ -122,8 +122,9 @@ void mcentral_uncache_span(mspan *s) {
 /* Starts the loads of o's span struct: its head, and the bitmap word of o's slot (found
  * from the span map entry alone: the struct's base is not in yet). */
 static void prefetch_span(const void *o) {
-    uint64_t ref = span_ref((uintptr_t)o);
-    const mspan *s = spanref_span(ref);
+    const spanmap_entry *e = span_entry((uintptr_t)o);
+    uint64_t ref = e->ref;
+    const mspan *s = e->span;
     size_t idx = (size_t)((spanref_offset((uintptr_t)o, ref) * gm_class_slot[spanref_sizeclass(ref)].divmagic) >> 32);
     __builtin_prefetch(s, 1);
     __builtin_prefetch(&s->alloc_bits[idx / 64], 1);

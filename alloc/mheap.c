@@ -69,8 +69,8 @@ bool mheap_init(void) {
     h.next_hint = GM_ARENA_HINT;
     h.max_grow = os_physical_memory();
     if (h.max_grow == 0 || h.max_grow > GM_MAX_REQUEST) h.max_grow = GM_MAX_REQUEST;
-    /* 32-byte steps from a page-aligned chunk: each span's first 32 bytes (the free fast
-     * path's fields) sit in one cache line. */
+    /* 32-byte steps from a page-aligned chunk: each span's first 32 bytes (the fields the
+     * slow paths read for every object) sit in one cache line. */
     h.spans.size = h.spans.hot = (sizeof(mspan) + 31) & ~(size_t)31;
     /* Whole OS pages per cache, so each starts page-aligned in its chunk and its hot part
      * (one page) is all a thread that only mallocs small objects ever touches: 4 KiB of
@@ -116,16 +116,18 @@ static bool mheap_grow(size_t npages) {
     return true;
 }
 
-/* Points the span map at s for its pages (SPANREF): a small span's entries carry its
- * classes and each page's index, counted from base (a small span is always mapped whole,
- * from its own base); a large or dead span's entries are its address alone. */
+/* Points the span map at s for its pages: every entry names s, and a small span's entries
+ * carry its base and classes (SPANREF, the same for each of its pages); a large or dead
+ * span's ref is 0, which sends its frees to the slow path. The struct first: a reader
+ * that sees the new ref and goes to the slow path finds the struct that goes with it. */
 static void map_pages(uintptr_t base, size_t npages, mspan *s, unsigned freeclass) {
-    if (gm_unlikely((uintptr_t)s & ~SPANREF_SPAN_MASK)) gm_fatal("span struct out of the span map's reach at", s);
     unsigned sc = s->sizeclass;
+    uint64_t ref = sc ? SPANREF(s->base, sc, freeclass) : 0;
     for (size_t i = 0; i < npages; i++) {
         uintptr_t p = base + (i << GM_PAGE_SHIFT);
-        __atomic_store_n(&arena_of(p)->spans[(p >> GM_PAGE_SHIFT) & (GM_PAGES_PER_ARENA - 1)],
-                         sc ? SPANREF(s, i, sc, freeclass) : SPANREF(s, 0, 0, 0), __ATOMIC_RELAXED);
+        spanmap_entry *e = &arena_of(p)->spans[(p >> GM_PAGE_SHIFT) & (GM_PAGES_PER_ARENA - 1)];
+        __atomic_store_n(&e->span, s, __ATOMIC_RELAXED);
+        __atomic_store_n(&e->ref, ref, __ATOMIC_RELEASE);
     }
 }
 
@@ -142,14 +144,14 @@ long mheap_verify_span_map(void) {
         const heap_arena *ha = gm_arena_map[a];
         if (ha == NULL) continue;
         for (size_t pg = 0; pg < GM_PAGES_PER_ARENA; pg++, n++) {
-            uint64_t e = ha->spans[pg];
-            const mspan *s = spanref_span(e);
-            uint64_t want = SPANREF(s, 0, 0, 0);
+            const mspan *s = ha->spans[pg].span;
+            uint64_t want = 0;
             if (s != NULL && s->state == MSPAN_INUSE && s->sizeclass != 0) {
                 uintptr_t page = ha->base + (pg << GM_PAGE_SHIFT);
-                want = SPANREF(s, (page - s->base) >> GM_PAGE_SHIFT, s->sizeclass, s->nsampled ? 0 : s->sizeclass);
+                if (page < s->base || page >= s->base + ((uintptr_t)s->npages << GM_PAGE_SHIFT)) return n;
+                want = SPANREF(s->base, s->sizeclass, s->nsampled ? 0 : s->sizeclass);
             }
-            if (e != want) return n;
+            if (ha->spans[pg].ref != want) return n;
         }
     }
     return -1;

@@ -2,9 +2,10 @@
  * start and end, longest free run, guard markers left on free pages, and the run lengths
  * that end on a marker) stay equal to a page-by-page recount while spans of every length
  * come and go, including runs that cross words and chunks, a chunk filled completely and
- * one emptied completely; and the span map entries carry their spans' classes and page
- * indexes (SPANREF, what the fast paths read). Run again with secure=1, where freed guard pages stay in the
- * heap: every page handed out is written, so a guard the heap failed to lift faults. */
+ * one emptied completely; and the span map entries name their spans and carry their bases
+ * and classes (SPANREF, what the fast paths read). Run again with secure=1, where freed
+ * guard pages stay in the heap: every page handed out is written, so a guard the heap
+ * failed to lift faults. */
 #include "gm_test.h"
 #include "internal.h"
 

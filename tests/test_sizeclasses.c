@@ -190,8 +190,11 @@ static void test_slot_check_exact(void **state) {
         uint32_t size = gm_class_to_size[c];
         uint64_t span = (uint64_t)gm_class_to_npages[c] * PAGE;
         uint64_t used = (uint64_t)gm_class_to_nelems[c] * size;
-        /* A span map entry holds the page's index in 5 bits (SPANREF). */
-        assert_true(gm_class_to_npages[c] <= SPANREF_INDEX_MASK + 1);
+        /* The span map entry of any page of the span, as the fast paths see it (SPANREF). */
+        uint64_t ref = SPANREF(s.base, c, c);
+        assert_int_equal(spanref_sizeclass(ref), c);
+        assert_int_equal(spanref_freeclass(ref), c);
+        assert_int_equal(spanref_freeclass8(ref), 8 * c);
         if (gm_class_slot[c].slotbytes != used)
             fail_msg("class %u (%u B): slotbytes %u, expected %llu", c, size, gm_class_slot[c].slotbytes,
                      (unsigned long long)used);
@@ -201,14 +204,17 @@ static void test_slot_check_exact(void **state) {
                 fail_msg("class %u (%u B): mspan_is_slot(base+%llu) = %d, expected %d", c, size,
                          (unsigned long long)off, !want, want);
             /* The span map entry's form of the same test (free fast path, secure pop check). */
-            if (class_is_slot(c, off) != want)
+            if (spanref_offset(s.base + off, ref) != off)
+                fail_msg("class %u: spanref_offset(base+%llu) = %llu", c, (unsigned long long)off,
+                         (unsigned long long)spanref_offset(s.base + off, ref));
+            if (class_is_slot(c, off) != want || class8_is_slot(8 * c, off) != want)
                 fail_msg("class %u (%u B): class_is_slot(%llu) = %d, expected %d", c, size,
                          (unsigned long long)off, !want, want);
         }
     }
     /* Class 0 (the span map entries of large, dead and unused pages) never passes. */
     assert_int_equal(gm_class_slot[0].slotbytes, 0);
-    for (uint64_t off = 0; off <= 2 * PAGE; off += 16) assert_false(class_is_slot(0, off));
+    for (uint64_t off = 0; off <= 2 * PAGE; off += 16) assert_false(class_is_slot(0, off) || class8_is_slot(0, off));
     /* Large spans and the dead-span sentinel never pass (their magic is 0). */
     memset(&s, 0, sizeof s);
     s.base = (uintptr_t)1 << 40;
@@ -225,14 +231,14 @@ static unsigned first_class_ge(size_t n) {
 
 static void test_lookup_tables(void **state) {
     (void)state;
-    assert_int_equal(ARRAY_LEN(gm_size_to_class16), 65);
-    assert_int_equal(ARRAY_LEN(gm_size_to_class128), 249);
+    assert_int_equal(ARRAY_LEN(gm_size_to_class8_16), 65);
+    assert_int_equal(ARRAY_LEN(gm_size_to_class8_128), 249);
     for (unsigned i = 0; i < 65; i++)
-        if (gm_size_to_class16[i] != first_class_ge(16 * i))
-            fail_msg("size_to_class16[%u] = %u, expected %u", i, gm_size_to_class16[i], first_class_ge(16 * i));
+        if (gm_size_to_class8_16[i] != 8 * first_class_ge(16 * i))
+            fail_msg("size_to_class8_16[%u] = %u, expected 8 * %u", i, gm_size_to_class8_16[i], first_class_ge(16 * i));
     for (unsigned i = 0; i < 249; i++)
-        if (gm_size_to_class128[i] != first_class_ge(1024 + 128 * i))
-            fail_msg("size_to_class128[%u] = %u, expected %u", i, gm_size_to_class128[i],
+        if (gm_size_to_class8_128[i] != 8 * first_class_ge(1024 + 128 * i))
+            fail_msg("size_to_class8_128[%u] = %u, expected 8 * %u", i, gm_size_to_class8_128[i],
                      first_class_ge(1024 + 128 * i));
 }
 
