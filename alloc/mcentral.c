@@ -123,8 +123,8 @@ void mcentral_uncache_span(mspan *s) {
  * from the span map entry alone: the struct's base is not in yet). */
 static void prefetch_span(const void *o) {
     const spanmap_entry *e = span_entry((uintptr_t)o);
-    uint64_t ref = e->ref;
-    const mspan *s = e->span;
+    uint64_t ref = __atomic_load_n(&e->ref, __ATOMIC_RELAXED); /* the profiler rewrites it */
+    const mspan *s = __atomic_load_n(&e->span, __ATOMIC_RELAXED);
     size_t idx = (size_t)((spanref_offset((uintptr_t)o, ref) * gm_class_slot[spanref_sizeclass(ref)].divmagic) >> 32);
     __builtin_prefetch(s, 1);
     __builtin_prefetch(&s->alloc_bits[idx / 64], 1);

@@ -144,14 +144,14 @@ long mheap_verify_span_map(void) {
         const heap_arena *ha = gm_arena_map[a];
         if (ha == NULL) continue;
         for (size_t pg = 0; pg < GM_PAGES_PER_ARENA; pg++, n++) {
-            const mspan *s = ha->spans[pg].span;
+            const mspan *s = __atomic_load_n(&ha->spans[pg].span, __ATOMIC_RELAXED);
             uint64_t want = 0;
             if (s != NULL && s->state == MSPAN_INUSE && s->sizeclass != 0) {
                 uintptr_t page = ha->base + (pg << GM_PAGE_SHIFT);
                 if (page < s->base || page >= s->base + ((uintptr_t)s->npages << GM_PAGE_SHIFT)) return n;
                 want = SPANREF(s->base, s->sizeclass, s->nsampled ? 0 : s->sizeclass);
             }
-            if (ha->spans[pg].ref != want) return n;
+            if (__atomic_load_n(&ha->spans[pg].ref, __ATOMIC_RELAXED) != want) return n;
         }
     }
     return -1;
